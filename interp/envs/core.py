@@ -1,0 +1,246 @@
+"""Vectorized Procgen environments with research variants made through the serialized state.
+
+A *variant* is a stock game plus an optional *edit*: a function that rewrites a freshly reset
+level's :class:`~interp.envs.state.GameState` (move the coin, make a wall permeable...). The
+edit runs on every env whose ``first`` flag is set, right after ``act`` and before the agent
+observes, so the agent never sees an unedited frame. Its RNG is seeded from
+``(seed, level_seed)``: a level always gets the same edit.
+
+    env = make_env("coinrun-random-coin", num=64, seed=0)
+    reward, obs, first = env.observe()        # obs: uint8 (num, 64, 64, 3)
+    env.act(actions)                          # int array (num,)
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from interp.envs.state import GameState, InvalidStateError, parse_state, validate
+
+MAX_STATE_SIZE = 2**20
+NUM_ACTIONS = 15
+DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
+
+
+class EnvConfigError(ValueError):
+    """Bad variant name or options; the message says what to use instead."""
+
+
+class EditError(RuntimeError):
+    """An edit cannot be applied to a level (e.g. no free ground cell for the coin)."""
+
+
+class Edit(Protocol):
+    def __call__(self, state: GameState, rng: np.random.Generator, options: dict) -> GameState | None:
+        """Return the edited state (or None to keep the level as generated)."""
+
+
+LabelFn = Callable[[GameState, dict], dict]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named environment: a stock game, engine options, an edit and its option defaults."""
+
+    name: str
+    game: str
+    description: str
+    edit: Edit | None = None
+    defaults: dict = field(default_factory=dict)
+    engine_options: dict = field(default_factory=dict)
+    labels: LabelFn | None = None
+    check_options: Callable[[dict, str], None] | None = None
+    # Builds the env in a worker process (variants with their own asset set); see remote.py.
+    factory: Callable[..., "VecEnv"] | None = None
+
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+def register(variant: Variant) -> Variant:
+    if variant.name in _REGISTRY:
+        raise ValueError(f"variant {variant.name!r} registered twice")
+    _REGISTRY[variant.name] = variant
+    return variant
+
+
+def _load_builtin_variants() -> None:
+    # Importing these modules registers their variants.
+    from interp.envs import variants  # noqa: F401
+
+
+def list_variants() -> list[Variant]:
+    _load_builtin_variants()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get_variant(name: str) -> Variant:
+    _load_builtin_variants()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise EnvConfigError(
+            f"unknown env variant {name!r}.{hint} `interp envs list` shows all "
+            f"{len(_REGISTRY)} variants.")
+    return _REGISTRY[name]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything needed to rebuild an environment; stored in checkpoints and recordings."""
+
+    variant: str
+    distribution_mode: str = "easy"
+    num_levels: int = 0
+    start_level: int = 0
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        variant = get_variant(self.variant)
+        if self.distribution_mode not in DISTRIBUTION_MODES:
+            raise EnvConfigError(f"distribution_mode {self.distribution_mode!r} is not one of "
+                                 f"{', '.join(DISTRIBUTION_MODES)}")
+        if self.num_levels < 0 or self.start_level < 0:
+            raise EnvConfigError("num_levels and start_level must be >= 0 (0 levels = unlimited)")
+        unknown = set(self.options) - set(variant.defaults)
+        if unknown:
+            allowed = ", ".join(sorted(variant.defaults)) or "none"
+            raise EnvConfigError(f"variant {self.variant!r} has no option(s) "
+                                 f"{', '.join(sorted(unknown))}; its options: {allowed}")
+        if variant.check_options:
+            variant.check_options(self.resolved_options(), self.distribution_mode)
+
+    def resolved_options(self) -> dict:
+        return {**get_variant(self.variant).defaults, **self.options}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EnvSpec":
+        allowed = {"variant", "distribution_mode", "num_levels", "start_level", "options"}
+        unknown = set(d) - allowed
+        if unknown or "variant" not in d:
+            raise EnvConfigError(f"env spec needs 'variant' and may have {sorted(allowed)}; "
+                                 f"got {sorted(d)}")
+        return cls(**{**d, "options": dict(d.get("options") or {})})
+
+
+def _edit_seed(seed: int, level_seed: int) -> np.random.Generator:
+    return np.random.default_rng([seed & 0xFFFFFFFF, level_seed & 0xFFFFFFFF])
+
+
+class VecEnv:
+    """``num`` envs of one variant in this process, gym3 style (observe / act)."""
+
+    def __init__(self, spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2,
+                 resource_root: str | None = None):
+        from procgen import ProcgenGym3Env  # heavy import, only when an env is made
+
+        if num < 1:
+            raise EnvConfigError(f"num must be >= 1 (got {num})")
+        self.spec, self.num, self.seed = spec, num, int(seed)
+        self.variant = get_variant(spec.variant)
+        self.options = spec.resolved_options()
+        self.num_actions = NUM_ACTIONS
+        kwargs = dict(self.variant.engine_options)
+        if resource_root is not None:
+            kwargs["resource_root"] = resource_root
+        self._env = ProcgenGym3Env(
+            num=num, env_name=self.variant.game, distribution_mode=spec.distribution_mode,
+            num_levels=spec.num_levels, start_level=spec.start_level, rand_seed=self.seed,
+            num_threads=num_threads, **kwargs)
+        self._buf = self._env._ffi.new(f"char[{MAX_STATE_SIZE}]")
+        self._edit_new_levels(np.ones(num, dtype=bool))
+
+    # -- gym3 interface -------------------------------------------------------------
+    def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reward float32 (num,), obs uint8 (num, 64, 64, 3), first bool (num,))."""
+        rew, ob, first = self._env.observe()
+        return rew, ob["rgb"], first
+
+    def act(self, actions) -> None:
+        actions = np.asarray(actions)
+        if actions.shape != (self.num,):
+            raise ValueError(f"expected {self.num} actions, got shape {actions.shape}")
+        self._env.act(actions.astype(np.int32))
+        if self.variant.edit is not None:
+            _, _, first = self._env.observe()
+            self._edit_new_levels(first)
+
+    def get_info(self) -> list[dict]:
+        return self._env.get_info()
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- state access ----------------------------------------------------------------
+    def get_state_bytes(self, i: int) -> bytes:
+        n = self._env.call_c_func("get_state", i, self._buf, MAX_STATE_SIZE)
+        return bytes(self._env._ffi.buffer(self._buf, n))
+
+    def get_state(self, i: int) -> GameState:
+        return parse_state(self.get_state_bytes(i))
+
+    def set_state(self, i: int, state: GameState | bytes) -> None:
+        """Write one env's state (validated first: the engine aborts on bad states)."""
+        if isinstance(state, (bytes, bytearray)):
+            state = parse_state(state)
+        validate(state, self.variant.game)
+        if state["distribution_mode"] != self.get_state(i)["distribution_mode"]:
+            raise InvalidStateError("state comes from an env with another distribution_mode; "
+                                    "states only move between envs made with the same options")
+        raw = state.to_bytes()
+        self._env.call_c_func("set_state", i, raw, len(raw))
+
+    def get_all_states(self) -> list[bytes]:
+        return [self.get_state_bytes(i) for i in range(self.num)]
+
+    def set_all_states(self, states: list[bytes]) -> None:
+        if len(states) != self.num:
+            raise ValueError(f"expected {self.num} states, got {len(states)}")
+        for i, raw in enumerate(states):
+            self.set_state(i, raw)
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """Ground-truth labels of every env's current state, one array per label."""
+        from interp.envs.labels import state_labels
+
+        rows = [state_labels(self.get_state(i), self.variant, self.options)
+                for i in range(self.num)]
+        return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+
+    # -- edits -----------------------------------------------------------------------
+    def _edit_new_levels(self, first: np.ndarray) -> None:
+        if self.variant.edit is None:
+            return
+        for i in np.flatnonzero(first):
+            state = self.get_state(i)
+            rng = _edit_seed(self.seed, state["current_level_seed"])
+            edited = self.variant.edit(state, rng, self.options)
+            if edited is not None:
+                validate(edited, self.variant.game)
+                raw = edited.to_bytes()
+                self._env.call_c_func("set_state", int(i), raw, len(raw))
+
+
+def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,
+             distribution_mode: str = "easy", num_levels: int = 0, start_level: int = 0,
+             options: dict | None = None, num_threads: int = 2) -> VecEnv:
+    """Build ``num`` envs of a variant (name or :class:`EnvSpec`)."""
+    spec = variant if isinstance(variant, EnvSpec) else EnvSpec(
+        variant, distribution_mode, num_levels, start_level, dict(options or {}))
+    v = get_variant(spec.variant)
+    if v.factory is not None:
+        return v.factory(spec, num=num, seed=seed, num_threads=num_threads)
+    return VecEnv(spec, num=num, seed=seed, num_threads=num_threads)
