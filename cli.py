@@ -31,7 +31,49 @@ def envs_list() -> None:
         typer.echo(f"{v.name:32s} {v.description}")
 
 
+@envs_app.command("show")
+def envs_show(
+    variant: str = typer.Argument(..., help="Variant name (see `interp envs list`)."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    seed: int = typer.Option(0, help="Env seed (picks the levels)."),
+    levels: int = typer.Option(3, min=1, max=16, help="Number of example levels."),
+    distribution_mode: str = typer.Option("easy", help="easy or hard."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o",
+                                               help="Variant option KEY=VALUE (repeatable)."),
+) -> None:
+    """Render example levels of a variant: whole-level overview beside the agent's view."""
+    import json
+
+    from interp.envs import EditError, EnvConfigError
+    from interp.envs.render import render_variant
+
+    opts = {}
+    for item in option or []:
+        key, sep, val = item.partition("=")
+        if not sep:
+            _fail(EnvConfigError(f"--option needs KEY=VALUE, got {item!r}"))
+        try:
+            opts[key] = json.loads(val)
+        except json.JSONDecodeError:
+            opts[key] = val
+    try:
+        path = render_variant(variant, out, seed=seed, levels=levels,
+                              distribution_mode=distribution_mode, options=opts)
+    except (EnvConfigError, EditError) as err:
+        _fail(err)
+    typer.echo(str(path))
+
+
 # ---- agents ------------------------------------------------------------------------------
+@agents_app.command("info")
+def agents_info(checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt).")) -> None:
+    """Print what a checkpoint is: architecture, env, seed, steps, code version, metrics."""
+    from interp.checkpoint import CheckpointError, describe_agent
+
+    try:
+        typer.echo(describe_agent(checkpoint))
+    except CheckpointError as err:
+        _fail(err)
 
 
 # ---- train -------------------------------------------------------------------------------
