@@ -77,6 +77,32 @@ def agents_info(checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.
 
 
 # ---- train -------------------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    config: str = typer.Argument(..., help="Config YAML, or a preset name in configs/train/."),
+    out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, logs)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Override run.total_steps."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Override run.seed."),
+    device: Optional[str] = typer.Option(None, help="Override run.device: auto, cuda or cpu."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    max_minutes: Optional[float] = typer.Option(
+        None, min=0, help="Stop (resumably) before a rollout that would end after M minutes."),
+) -> None:
+    """Train a PPO agent; Ctrl-C or --max-minutes stop at a rollout boundary, resumably."""
+    from interp.checkpoint import CheckpointError
+    from interp.envs import EnvConfigError
+    from interp.train import ConfigError, load_config, train
+    from interp.train.config import resolve_config_path
+
+    try:
+        cfg = load_config(resolve_config_path(config)).with_overrides(
+            steps=steps, seed=seed, device=device)
+        summary = train(cfg, out, resume=resume, max_minutes=max_minutes)
+    except (ConfigError, EnvConfigError, CheckpointError) as err:
+        _fail(err)
+    typer.echo(f"{summary['status']}: {summary['steps']:,} / {summary['total_steps']:,} steps "
+               f"in {summary['out_dir']}")
+
 
 
 # ---- record ------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Variant:
     edit: Edit | None = None
     defaults: dict = field(default_factory=dict)
     engine_options: dict = field(default_factory=dict)
+    # Fills variant-specific label keys (e.g. the distractor cell); see interp/envs/labels.py.
     labels: LabelFn | None = None
     check_options: Callable[[dict, str], None] | None = None
     # Builds the env in a worker process (variants with their own asset set); see remote.py.
@@ -138,16 +139,21 @@ class VecEnv:
     """``num`` envs of one variant in this process, gym3 style (observe / act)."""
 
     def __init__(self, spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2,
-                 resource_root: str | None = None):
+                 resource_root: str | None = None, engine_options: dict | None = None):
+        """``engine_options`` override the variant's engine options (e.g. ``center_agent=False``
+        for a whole-level view); states never move between envs with different options."""
         from procgen import ProcgenGym3Env  # heavy import, only when an env is made
+
+        from interp.envs.remote import claim_assets
 
         if num < 1:
             raise EnvConfigError(f"num must be >= 1 (got {num})")
+        claim_assets(resource_root)  # procgen loads sprites once per process
         self.spec, self.num, self.seed = spec, num, int(seed)
         self.variant = get_variant(spec.variant)
         self.options = spec.resolved_options()
         self.num_actions = NUM_ACTIONS
-        kwargs = dict(self.variant.engine_options)
+        kwargs = {**self.variant.engine_options, **(engine_options or {})}
         if resource_root is not None:
             kwargs["resource_root"] = resource_root
         self._env = ProcgenGym3Env(
@@ -155,6 +161,7 @@ class VecEnv:
             num_levels=spec.num_levels, start_level=spec.start_level, rand_seed=self.seed,
             num_threads=num_threads, **kwargs)
         self._buf = self._env._ffi.new(f"char[{MAX_STATE_SIZE}]")
+        self._goal_touched = np.zeros(num, dtype=bool)
         self._edit_new_levels(np.ones(num, dtype=bool))
 
     # -- gym3 interface -------------------------------------------------------------
@@ -202,6 +209,7 @@ class VecEnv:
                                     "states only move between envs made with the same options")
         raw = state.to_bytes()
         self._env.call_c_func("set_state", i, raw, len(raw))
+        self._goal_touched[i] = False
 
     def get_all_states(self) -> list[bytes]:
         return [self.get_state_bytes(i) for i in range(self.num)]
@@ -213,12 +221,17 @@ class VecEnv:
             self.set_state(i, raw)
 
     def labels(self) -> dict[str, np.ndarray]:
-        """Ground-truth labels of every env's current state, one array per label."""
+        """Ground-truth labels of every env's current state, one array per key (see
+        ``interp.envs.labels.LABEL_DOCS``). Call it every step for an exact ``goal_touched``."""
         from interp.envs.labels import state_labels
 
         rows = [state_labels(self.get_state(i), self.variant, self.options)
                 for i in range(self.num)]
-        return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+        out = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+        _, _, first = self._env.observe()
+        self._goal_touched = (self._goal_touched & ~first) | (out["agent_on_goal"] > 0)
+        out["goal_touched"] = self._goal_touched.astype(out["agent_on_goal"].dtype)
+        return out
 
     # -- edits -----------------------------------------------------------------------
     def _edit_new_levels(self, first: np.ndarray) -> None:

@@ -1,7 +1,46 @@
 """The built-in variants. Importing this module registers them."""
 
+from interp.envs import coinrun, colour_shape, maze
 from interp.envs.core import Variant, register
 
 register(Variant("coinrun", "coinrun", "Stock CoinRun: the coin is always at the end of the level."))
+register(Variant("coinrun-random-coin", "coinrun",
+                 "CoinRun test levels: coin moved to a random ground cell left of the end.",
+                 edit=coinrun.random_coin))
+register(Variant("coinrun-coin-mix", "coinrun",
+                 "CoinRun training mix: a random_coin_fraction of levels (by level seed) get a "
+                 "random coin.",
+                 edit=coinrun.coin_mix, defaults={"random_coin_fraction": 0.0},
+                 check_options=coinrun.check_coin_mix))
+register(Variant("coinrun-permeable-wall", "coinrun",
+                 "CoinRun with the end wall drawn but not solid (the agent can walk through).",
+                 edit=coinrun.permeable_wall))
+register(Variant("coinrun-invisible-coin", "coinrun",
+                 "CoinRun plus an invisible unrewarded coin at a random ground cell (chance "
+                 "baseline).",
+                 edit=coinrun.invisible_coin, labels=coinrun.invisible_coin_labels))
 register(Variant("maze", "maze", "Stock Maze: cheese at a random cell."))
+register(Variant("maze-cheese-top-right", "maze",
+                 "Maze I training: cheese always in the maze's top-right corner cell.",
+                 edit=maze.cheese_top_right))
+register(Variant("maze-cheese-region", "maze",
+                 "Maze I region sweep: cheese at a random free cell of the top-right "
+                 "region_size x region_size square.",
+                 edit=maze.cheese_in_region, defaults={"region_size": 5},
+                 check_options=maze.check_region))
 register(Variant("heist", "heist", "Stock Heist: collect coloured keys to open doors, then the gem."))
+
+_COLOUR_SHAPE = dict(edit=colour_shape.edit, labels=colour_shape.labels,
+                     check_options=colour_shape.check_options, factory=colour_shape.make_remote)
+register(Variant("maze-yellow-line", "maze",
+                 "Maze II training: the rewarded object is a yellow diagonal line (stock mazes).",
+                 defaults=colour_shape.DEFAULTS, **_COLOUR_SHAPE))
+register(Variant("maze-red-line-yellow-gem", "maze",
+                 "Maze II test: a rewarded red line and an unrewarded yellow gem (stock mazes).",
+                 defaults={**colour_shape.DEFAULTS, "goal": "red-line",
+                           "distractor": "yellow-gem"}, **_COLOUR_SHAPE))
+register(Variant("colour-shape", "maze",
+                 "Colour vs shape (Ramanauskas & Simsek): rewarded goal and optional unrewarded "
+                 "distractor '<colour>-<shape>' in a small maze without dead ends.",
+                 defaults={**colour_shape.DEFAULTS, "maze_size": 5, "dead_ends": False},
+                 **_COLOUR_SHAPE))

@@ -1,0 +1,165 @@
+"""Our own object sprites and the asset trees that put them into the stock maze.
+
+Sprites are drawn here with PIL (nothing is copied): a *gem* (a filled diamond) and a *line*
+(a thick diagonal from bottom-left to top-right) in one pure colour on a transparent
+background, 128x128 like the engine's Kenney sprites (the engine scales every sprite to its
+cell).
+
+An :class:`AssetSet` names what the maze draws: the rewarded object (drawn for the cheese,
+tile 2), an optional second object (drawn for the reserved explosion tile 54, which is
+visible, walkable and pays nothing) and the background. :func:`asset_root` builds a
+procgen ``resource_root`` for it: a directory of symlinks to procgen's ``data/assets`` with
+those files replaced, cached under ``~/.cache/interp/assets/<content hash>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+# Pure colours: RGB primaries and secondaries, plus black and white.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "black": (0, 0, 0),
+    "blue": (0, 0, 255),
+    "cyan": (0, 255, 255),
+    "green": (0, 255, 0),
+    "purple": (255, 0, 255),
+    "red": (255, 0, 0),
+    "white": (255, 255, 255),
+    "yellow": (255, 255, 0),
+}
+SHAPES = ("gem", "line")
+BACKGROUNDS = ("textured", "black")
+SPRITE_SIZE = 128
+
+GOAL_SPRITE = "misc_assets/cheese.png"          # maze tile 2 (GOAL)
+SECOND_SPRITE = "misc_assets/explosion1.png"    # reserved tile 54 (EXPLOSION)
+SECOND_TILE = 54
+MAZE_BACKGROUNDS = "topdown_backgrounds"        # the maze's background images
+_TREE_FORMAT = 1  # bump when the tree layout or the drawing code changes
+
+
+def parse_object(name: str) -> tuple[str, str]:
+    """``"yellow-line"`` -> ``("yellow", "line")``; a ValueError lists the valid names."""
+    colour, _, shape = name.partition("-")
+    if colour not in COLOURS or shape not in SHAPES:
+        raise ValueError(f"unknown object {name!r}: use '<colour>-<shape>' with colour in "
+                         f"{', '.join(COLOURS)} and shape in {', '.join(SHAPES)}")
+    return colour, shape
+
+
+def sprite(name: str, size: int = SPRITE_SIZE) -> Image.Image:
+    """The RGBA sprite of an object such as ``"red-gem"``."""
+    colour, shape = parse_object(name)
+    rgba = (*COLOURS[colour], 255)
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    m = size * 0.12  # margin
+    if shape == "gem":
+        c = size / 2
+        draw.polygon([(c, m), (size - m, c), (c, size - m), (m, c)], fill=rgba)
+    else:
+        w = size * 0.28  # thick enough to survive the engine's downscaling to a few pixels
+        draw.line([(m, size - m), (size - m, m)], fill=rgba, width=round(w))
+    return img
+
+
+def procgen_assets_dir() -> Path:
+    import procgen
+
+    return Path(procgen.__file__).parent / "data" / "assets"
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class AssetSet:
+    """What the maze draws: the rewarded object, an optional second object, the background."""
+
+    goal: str
+    second: str | None = None
+    background: str = "textured"
+
+    def __post_init__(self):
+        for name in (self.goal, self.second):
+            if name is not None:
+                parse_object(name)
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"unknown background {self.background!r}: use one of "
+                             f"{', '.join(BACKGROUNDS)}")
+
+    def replacements(self) -> dict[str, bytes]:
+        """Relative asset path -> PNG bytes of every file this set replaces."""
+        files = {GOAL_SPRITE: _png(sprite(self.goal))}
+        if self.second is not None:
+            files[SECOND_SPRITE] = _png(sprite(self.second))
+        if self.background == "black":
+            for p in sorted((procgen_assets_dir() / MAZE_BACKGROUNDS).glob("*.png")):
+                with Image.open(p) as im:
+                    size = im.size
+                files[f"{MAZE_BACKGROUNDS}/{p.name}"] = _png(Image.new("RGB", size, (0, 0, 0)))
+        return files
+
+    def digest(self) -> str:
+        h = hashlib.sha256(f"interp-assets-v{_TREE_FORMAT}".encode())
+        for path, data in sorted(self.replacements().items()):
+            h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+        return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "interp" / "assets"
+
+
+def asset_root(assets: AssetSet, root: Path | None = None) -> str:
+    """Build (once) the asset tree of ``assets``; returns it as a procgen ``resource_root``."""
+    root = Path(root) if root is not None else cache_dir()
+    target = root / assets.digest()
+    if not target.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+        try:
+            _build_tree(tmp, assets.replacements())
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():  # a concurrent builder did not win the race either
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target) + "/"
+
+
+def _build_tree(dst: Path, replacements: dict[str, bytes]) -> None:
+    """Mirror procgen's assets as symlinks; directories holding a replacement become real."""
+    src = procgen_assets_dir()
+    real_dirs = {Path(p).parent for p in replacements} | {Path(".")}
+    real_dirs |= {parent for d in list(real_dirs) for parent in d.parents}
+    for d in sorted(real_dirs):
+        (dst / d).mkdir(parents=True, exist_ok=True)
+        for entry in sorted((src / d).iterdir()):
+            rel = d / entry.name
+            if rel in real_dirs:
+                continue
+            if str(rel) in replacements:
+                (dst / rel).write_bytes(replacements[str(rel)])
+            else:
+                os.symlink(entry, dst / rel)
+
+
+def missing_files(resource_root: str) -> list[str]:
+    """Asset files of procgen that the tree at ``resource_root`` lacks (empty when complete)."""
+    src, dst = procgen_assets_dir(), Path(resource_root)
+    return [str(p.relative_to(src)) for p in src.rglob("*")
+            if p.is_file() and not (dst / p.relative_to(src)).is_file()]

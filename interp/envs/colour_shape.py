@@ -1,0 +1,163 @@
+"""Colour-versus-shape mazes: Maze II of Langosco et al. and Ramanauskas & Simsek (2023).
+
+The stock maze game with our own sprites (see :mod:`interp.envs.assets`): the rewarded
+object is drawn for the cheese tile (2: pays 10 and ends the episode), the optional
+distractor for tile 54 (visible, walkable, pays nothing). Each new level is edited through
+the state: with ``maze_size`` the level is replaced by a ``maze_size`` x ``maze_size``
+maze that fills the whole world (and so the frame, as in Ramanauskas & Simsek's 5x5
+mazes); the goal and the distractor go to random free cells other than the agent's start.
+Edits are seeded from ``(seed, level_seed)``.
+
+Options: ``goal`` / ``distractor`` ("<colour>-<shape>", distractor may be None),
+``background`` ("textured" | "black"), ``maze_size`` (odd, 3..world size; None keeps the
+stock maze), ``dead_ends`` (False opens a wall at every dead end, like their generator).
+
+Variants with their own sprites run in a worker process (:mod:`interp.envs.remote`):
+procgen loads sprites once per process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from interp.envs.assets import (BACKGROUNDS, COLOURS, SECOND_TILE, SHAPES, AssetSet, asset_root,
+                                parse_object)
+from interp.envs.core import EditError, EnvConfigError, EnvSpec, VecEnv
+from interp.envs.labels import cell_labels, find_tiles
+from interp.envs.maze import CHEESE as GOAL
+from interp.envs.maze import WALL, WORLD_DIM
+from interp.envs.state import SPACE, GameState
+
+DISTRACTOR = SECOND_TILE
+
+# Label codes of object identities (-1: no distractor).
+COLOUR_CODES = {name: i for i, name in enumerate(COLOURS)}  # black 0 ... yellow 7
+SHAPE_CODES = {name: i for i, name in enumerate(SHAPES)}    # gem 0, line 1
+
+_STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+DEFAULTS = dict(goal="yellow-line", distractor=None, background="textured", maze_size=None,
+                dead_ends=True)
+
+
+def asset_set(options: dict) -> AssetSet:
+    return AssetSet(options["goal"], options["distractor"], options["background"])
+
+
+def check_options(options: dict, distribution_mode: str) -> None:
+    """Raise :class:`EnvConfigError` naming the fix for any bad option."""
+    for key in ("goal", "distractor"):
+        if options[key] is None and key == "distractor":
+            continue
+        try:
+            parse_object(options[key])
+        except (ValueError, AttributeError):
+            raise EnvConfigError(
+                f"{key}={options[key]!r} is not an object: use '<colour>-<shape>' with colour "
+                f"in {', '.join(COLOURS)} and shape in {', '.join(SHAPES)}"
+                + (" (or None for no distractor)" if key == "distractor" else "")) from None
+    if options["goal"] == options["distractor"]:
+        raise EnvConfigError(f"goal and distractor are both {options['goal']!r}: pick a "
+                             "distractor that differs in colour or shape, or None")
+    if options["background"] not in BACKGROUNDS:
+        raise EnvConfigError(f"background={options['background']!r}: use one of "
+                             f"{', '.join(BACKGROUNDS)}")
+    if options["background"] == "black":
+        for key in ("goal", "distractor"):
+            if options[key] and options[key].startswith("black-"):
+                raise EnvConfigError(f"{key}={options[key]!r} is invisible on the black "
+                                     "background: use background='textured' or another colour")
+    if distribution_mode not in WORLD_DIM:
+        raise EnvConfigError(f"maze has no distribution_mode {distribution_mode!r}; use one of "
+                             f"{', '.join(WORLD_DIM)}")
+    n, world = options["maze_size"], WORLD_DIM[distribution_mode]
+    if n is not None and (not isinstance(n, int) or n % 2 == 0 or not 3 <= n <= world):
+        raise EnvConfigError(f"maze_size={n!r}: use an odd int from 3 to {world} "
+                             f"({distribution_mode} mode), or None for the stock maze sizes")
+    if not isinstance(options["dead_ends"], bool):
+        raise EnvConfigError(f"dead_ends={options['dead_ends']!r}: use True or False")
+    if n is None and not options["dead_ends"]:
+        raise EnvConfigError("dead_ends=False needs a maze_size (the stock maze is kept as "
+                             "generated when maze_size is None)")
+
+
+def generate_maze(n: int, rng: np.random.Generator, dead_ends: bool = True) -> np.ndarray:
+    """An ``n`` x ``n`` grid (n odd) of SPACE / WALL: rooms at even (x, y), joined by a random
+    spanning tree (Kruskal); ``dead_ends=False`` then opens one more wall at every dead end."""
+    grid = np.full((n, n), WALL, dtype=np.int32)
+    grid[::2, ::2] = SPACE
+    rooms = n // 2 + 1
+    parent = list(range(rooms * rooms))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    walls = [(y, x) for y in range(n) for x in range(n) if (y + x) % 2 == 1]
+    for k in rng.permutation(len(walls)):
+        y, x = walls[k]
+        (ay, ax), (by, bx) = ((y, x - 1), (y, x + 1)) if y % 2 == 0 else ((y - 1, x), (y + 1, x))
+        a, b = find(ay // 2 * rooms + ax // 2), find(by // 2 * rooms + bx // 2)
+        if a != b:
+            parent[a] = b
+            grid[y, x] = SPACE
+    if not dead_ends:
+        for y in range(0, n, 2):
+            for x in range(0, n, 2):
+                nbrs = [(y + dy, x + dx) for dy, dx in _STEPS
+                        if 0 <= y + dy < n and 0 <= x + dx < n]
+                closed = [c for c in nbrs if grid[c] == WALL]
+                if len(nbrs) - len(closed) == 1 and closed:
+                    grid[closed[rng.integers(len(closed))]] = SPACE
+    return grid
+
+
+def edit(state: GameState, rng: np.random.Generator, options: dict) -> GameState:
+    """Resize the maze (if asked), then place the goal and the distractor at free cells."""
+    state = state.copy()
+    n = options["maze_size"]
+    if n is not None:
+        state.grid = generate_maze(n, rng, options["dead_ends"])
+        state["main_width"] = state["main_height"] = n
+        state.fields["grid_size"] = n * n
+        state["maze_dim"] = state["world_dim"] = n
+        player = np.flatnonzero(state.entities["type"] == 0)[0]
+        state.entities["x"][player] = state.entities["y"][player] = 0.5
+    grid = state.grid
+    grid[grid == GOAL] = SPACE
+    agent = (int(state.player["y"]), int(state.player["x"]))
+    free = [tuple(c) for c in np.argwhere(grid == SPACE) if tuple(c) != agent]
+    objects = [GOAL] + ([DISTRACTOR] if options["distractor"] else [])
+    if len(free) < len(objects):
+        raise EditError(f"maze has {len(free)} free cells besides the agent's, needs "
+                        f"{len(objects)}: use a larger maze_size")
+    for tile, k in zip(objects, rng.choice(len(free), size=len(objects), replace=False)):
+        grid[free[k]] = tile
+    return state
+
+
+def labels(state: GameState, options: dict) -> dict:
+    """Distractor cell and the goal / distractor identity codes (-1: no distractor)."""
+    cells = find_tiles(state, (DISTRACTOR,))
+    out = cell_labels("distractor", cells[0] if cells else None)
+    for key in ("goal", "distractor"):
+        colour, shape = parse_object(options[key]) if options[key] else (None, None)
+        out[f"{key}_colour"] = COLOUR_CODES.get(colour, -1)
+        out[f"{key}_shape"] = SHAPE_CODES.get(shape, -1)
+    return out
+
+
+def make_remote(spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2):
+    """The env in a worker process with this variant's sprites (``Variant.factory``)."""
+    from interp.envs.remote import RemoteVecEnv
+
+    root = asset_root(asset_set(spec.resolved_options()))
+    return RemoteVecEnv(spec, num=num, seed=seed, num_threads=num_threads, resource_root=root)
+
+
+def make_local(spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2) -> VecEnv:
+    """The env in this process (no per-step IPC); the process is then bound to its sprites."""
+    root = asset_root(asset_set(spec.resolved_options()))
+    return VecEnv(spec, num=num, seed=seed, num_threads=num_threads, resource_root=root)

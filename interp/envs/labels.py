@@ -1,0 +1,212 @@
+"""Ground-truth labels of a game state: agent, goal, distractor and game-specific facts.
+
+:func:`state_labels` returns the same keys for every state of a game (so arrays stack);
+``LABEL_DOCS`` documents each key (unit and meaning). A variant can fill some keys itself
+(e.g. its distractor object) through ``Variant.labels(state, options) -> dict``, using the
+public helpers :func:`find_tiles`, :func:`find_entities` and :func:`cell_labels`.
+
+Cells are integer (x, y) tile coordinates with y = 0 the bottom row; world units are tiles.
+Pixel positions are in the agent's 64x64 frame, (0, 0) top-left; NaN when the object is absent.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from functools import lru_cache
+
+import numpy as np
+
+from interp.envs.state import GameState
+
+FRAME = 64
+
+LABEL_DOCS: dict[str, str] = {
+    "level_seed": "level seed of the current episode",
+    "step": "steps since the episode started (engine cur_time)",
+    "agent_x": "agent centre x, world units (tiles)",
+    "agent_y": "agent centre y, world units (tiles; up is +)",
+    "agent_vx": "agent x velocity, world units per step",
+    "agent_vy": "agent y velocity, world units per step",
+    "agent_px": "agent centre x in the 64x64 frame, pixels from the left",
+    "agent_py": "agent centre y in the 64x64 frame, pixels from the top",
+    "goal_x": "goal cell x (coin / cheese tile, heist gem); -1 if absent",
+    "goal_y": "goal cell y; -1 if absent",
+    "goal_present": "1 if the level has a goal (for coinrun-invisible-coin: the invisible coin)",
+    "goal_visible": "1 if the goal is drawn and its centre is inside the 64x64 frame",
+    "goal_px": "goal centre x in the 64x64 frame, pixels; NaN if absent",
+    "goal_py": "goal centre y in the 64x64 frame, pixels; NaN if absent",
+    "goal_dx": "goal centre x minus agent x, world units; NaN if absent",
+    "goal_dy": "goal centre y minus agent y, world units; NaN if absent",
+    "agent_on_goal": "1 if the agent's box overlaps the goal cell in this state",
+    "goal_touched": "1 if agent_on_goal held in any labelled state of this episode so far "
+                    "(exact when labels are taken every step, as the recorder does)",
+    "distractor_x": "distractor object cell x (variants with one); -1 if none",
+    "distractor_y": "distractor object cell y; -1 if none",
+    "distractor_present": "1 if the level has a distractor object",
+    # coinrun
+    "end_wall_x": "coinrun: x of the first column of the end wall (solid or permeable)",
+    "end_wall_visible": "coinrun: 1 if the end wall's left edge is inside the 64x64 frame",
+    "progress": "coinrun: agent_x / end_wall_x (0 at the start, ~1 at the end wall)",
+    # maze
+    "agent_cell_x": "maze: agent cell x",
+    "agent_cell_y": "maze: agent cell y",
+    "corner_x": "maze: top-right cell x of the maze",
+    "corner_y": "maze: top-right cell y of the maze",
+    "cheese_in_top_right": "maze: 1 if the cheese is in the top-right region_size square "
+                           "(region_size from the variant options, 1 if it has none)",
+    "dist_to_cheese": "maze: shortest path length agent -> cheese, in cells; -1 if no cheese",
+    "dist_to_corner": "maze: shortest path length agent -> top-right corner, in cells",
+    "goal_colour": "maze: goal colour code (colour_shape.COLOUR_CODES); -1 for the stock cheese",
+    "goal_shape": "maze: goal shape code (colour_shape.SHAPE_CODES: gem 0, line 1); -1 for cheese",
+    "distractor_colour": "maze: distractor colour code; -1 if the variant has none",
+    "distractor_shape": "maze: distractor shape code; -1 if the variant has none",
+    # heist
+    "keys_held": "heist: number of keys the agent holds",
+    "keys_left": "heist: keys still lying in the level",
+    "doors_left": "heist: locked doors still in the level",
+}
+
+GAME_KEYS: dict[str, tuple[str, ...]] = {
+    "coinrun": ("end_wall_x", "end_wall_visible", "progress"),
+    "maze": ("agent_cell_x", "agent_cell_y", "corner_x", "corner_y", "cheese_in_top_right",
+             "dist_to_cheese", "dist_to_corner", "goal_colour", "goal_shape", "distractor_colour",
+             "distractor_shape"),
+    "heist": ("keys_held", "keys_left", "doors_left"),
+}
+COMMON_KEYS = tuple(k for k in LABEL_DOCS if not any(k in v for v in GAME_KEYS.values()))
+
+GOAL_TILE = {"coinrun": 1, "maze": 2}
+HEIST_DOOR, HEIST_KEY, HEIST_GEM = 1, 2, 9
+
+
+def label_keys(game: str) -> tuple[str, ...]:
+    """The fixed label keys of a game."""
+    return COMMON_KEYS + GAME_KEYS.get(game, ())
+
+
+# -- public helpers -------------------------------------------------------------------------
+def find_tiles(state: GameState, tiles) -> list[tuple[int, int]]:
+    """(x, y) cells whose tile id is in ``tiles``, bottom row first."""
+    ys, xs = np.nonzero(np.isin(state.grid, tiles))
+    return list(zip(xs.tolist(), ys.tolist()))
+
+
+def find_entities(state: GameState, types) -> np.ndarray:
+    """Entity records (``ENTITY_DTYPE``) whose type is in ``types``."""
+    return state.entities[np.isin(state.entities["type"], types)]
+
+
+def to_pixels(state: GameState, x: float, y: float, size: int = FRAME) -> tuple[float, float]:
+    """World point -> (px, py) in this state's view rendered at size x size (64: the agent's)."""
+    v = state["view_dim"]
+    return ((x - state["center_x"] + v / 2) * size / v,
+            (state["center_y"] + v / 2 - y) * size / v)
+
+
+def cell_labels(prefix: str, cell: tuple[int, int] | None) -> dict:
+    """``{prefix}_x``, ``{prefix}_y``, ``{prefix}_present`` for a cell (or None: -1, -1, 0)."""
+    x, y = cell if cell is not None else (-1, -1)
+    return {f"{prefix}_x": x, f"{prefix}_y": y, f"{prefix}_present": int(cell is not None)}
+
+
+# -- labels ---------------------------------------------------------------------------------
+def state_labels(state: GameState, variant, options: dict) -> dict:
+    """All labels of one state (``variant``: the env's :class:`~interp.envs.core.Variant`)."""
+    game = state.game
+    p = state.player
+    apx, apy = to_pixels(state, p["x"], p["y"])
+    out = {"level_seed": state["current_level_seed"], "step": state["cur_time"],
+           "agent_x": float(p["x"]), "agent_y": float(p["y"]),
+           "agent_vx": float(p["vx"]), "agent_vy": float(p["vy"]),
+           "agent_px": apx, "agent_py": apy, "goal_touched": 0,
+           **cell_labels("distractor", None)}
+    if game == "heist":
+        gems = find_entities(state, (HEIST_GEM,))
+        goal = (int(gems[0]["x"]), int(gems[0]["y"])) if len(gems) else None
+    else:
+        cells = find_tiles(state, (GOAL_TILE.get(game, -999),))
+        goal = cells[0] if cells else None
+    out.update(cell_labels("goal", goal))
+    out["goal_visible"] = 1  # drawn unless a variant says otherwise
+    if game == "coinrun":
+        out.update(_coinrun(state))
+    elif game == "maze":
+        out.update(_maze(state, options))
+    elif game == "heist":
+        out.update(_heist(state))
+    if variant is not None and variant.labels is not None:
+        extra = variant.labels(state, options)
+        unknown = set(extra) - set(out)
+        if unknown:
+            raise KeyError(f"variant {variant.name} labels {sorted(unknown)} are not label keys "
+                           f"of {game}; use the fixed keys in LABEL_DOCS")
+        out.update(extra)
+    _goal_geometry(state, out)
+    return {k: out[k] for k in label_keys(game)}
+
+
+def _goal_geometry(state: GameState, out: dict) -> None:
+    """Goal pixel position, offset from the agent, on-screen flag and agent overlap."""
+    if not out["goal_present"]:
+        out.update(goal_px=np.nan, goal_py=np.nan, goal_dx=np.nan, goal_dy=np.nan,
+                   goal_visible=0, agent_on_goal=0)
+        return
+    gx, gy = out["goal_x"] + 0.5, out["goal_y"] + 0.5
+    px, py = to_pixels(state, gx, gy)
+    p = state.player
+    on_screen = 0 <= px < FRAME and 0 <= py < FRAME
+    overlap = abs(p["x"] - gx) < p["rx"] + 0.5 and abs(p["y"] - gy) < p["ry"] + 0.5
+    out.update(goal_px=px, goal_py=py, goal_dx=gx - float(p["x"]), goal_dy=gy - float(p["y"]),
+               goal_visible=int(out["goal_visible"] and on_screen), agent_on_goal=int(overlap))
+
+
+def _coinrun(state: GameState) -> dict:
+    wall = np.isin(np.abs(state.grid[1:-1]), (15, 16)).all(axis=0)
+    open_cols = np.flatnonzero(~wall)
+    end_x = int(open_cols[-1]) + 1 if open_cols.size else 0
+    px, _ = to_pixels(state, end_x, 0)
+    return {"end_wall_x": end_x, "end_wall_visible": int(0 <= px < FRAME),
+            "progress": float(state.player["x"]) / max(end_x, 1)}
+
+
+def _maze(state: GameState, options: dict) -> dict:
+    from interp.envs.maze import WALL, corner_cell, maze_bounds
+
+    p = state.player
+    ax, ay = int(p["x"]), int(p["y"])
+    cx, cy = corner_cell(state)
+    free = np.ascontiguousarray(state.grid != WALL)
+    cheese = find_tiles(state, (GOAL_TILE["maze"],))
+    margin, dim = maze_bounds(state)
+    lo = margin + dim - min(options.get("region_size", 1), dim)
+    in_region = bool(cheese) and all(lo <= c < margin + dim for c in cheese[0])
+    return {"agent_cell_x": ax, "agent_cell_y": ay, "corner_x": cx, "corner_y": cy,
+            "cheese_in_top_right": int(in_region),
+            "dist_to_cheese": int(_bfs(free.tobytes(), *free.shape, *cheese[0])[ay, ax])
+                              if cheese else -1,
+            "dist_to_corner": int(_bfs(free.tobytes(), *free.shape, cx, cy)[ay, ax]),
+            "goal_colour": -1, "goal_shape": -1,
+            "distractor_colour": -1, "distractor_shape": -1}
+
+
+@lru_cache(maxsize=1024)
+def _bfs(free: bytes, h: int, w: int, x: int, y: int) -> np.ndarray:
+    """Path lengths (4-connected, through free cells) from (x, y); -1 where unreachable.
+    Cached: a maze's walls and targets stay fixed for a whole episode."""
+    free = np.frombuffer(free, dtype=bool).reshape(h, w)
+    dist = np.full((h, w), -1, dtype=np.int32)
+    dist[y, x] = 0
+    queue = deque([(x, y)])
+    while queue:
+        cx, cy = queue.popleft()
+        for nx, ny in ((cx + 1, cy), (cx - 1, cy), (cx, cy + 1), (cx, cy - 1)):
+            if 0 <= nx < w and 0 <= ny < h and free[ny, nx] and dist[ny, nx] < 0:
+                dist[ny, nx] = dist[cy, cx] + 1
+                queue.append((nx, ny))
+    return dist
+
+
+def _heist(state: GameState) -> dict:
+    return {"keys_held": int(sum(state["has_keys"])),
+            "keys_left": len(find_entities(state, (HEIST_KEY,))),
+            "doors_left": len(find_entities(state, (HEIST_DOOR,)))}

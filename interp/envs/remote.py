@@ -1,0 +1,237 @@
+"""Asset isolation: one asset set per process, and envs that run in a worker process.
+
+Procgen's C++ loads sprites once per process, from the first env created, and a later env
+with another ``resource_root`` silently draws the first set. :func:`claim_assets` (called by
+every :class:`~interp.envs.core.VecEnv`) turns that into an error. :class:`RemoteVecEnv` runs
+a VecEnv in its own process, so envs with different sprites (a yellow-line training env and
+a red-line-vs-yellow-gem test env) live side by side in one Python session.
+
+    with RemoteVecEnv(spec, num=8, resource_root=root) as env:
+        env.act(actions); reward, obs, first = env.observe()
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from interp.envs.core import EnvConfigError, EnvSpec
+from interp.envs.state import GameState, parse_state
+
+STOCK = "stock procgen assets"
+_process_assets: str | None = None  # the asset set this process's engine has loaded
+
+
+def claim_assets(resource_root: str | None) -> None:
+    """Bind this process to an asset set; raise if it already loaded a different one."""
+    global _process_assets
+    wanted = resource_root or STOCK
+    if _process_assets is None:
+        _process_assets = wanted
+    elif _process_assets != wanted:
+        raise EnvConfigError(
+            f"this process already loaded the sprites of {_process_assets!r}; procgen loads "
+            f"sprites once per process, so an env with {wanted!r} would silently draw the "
+            "first set. Build it with make_env(...), which runs variants with their own "
+            "sprites in a worker process, or with interp.envs.remote.RemoteVecEnv.")
+
+
+class RemoteEnvError(RuntimeError):
+    """The env worker process died (e.g. the engine aborted)."""
+
+
+OBS_SHAPE = (64, 64, 3)
+
+
+def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads: int,
+            resource_root: str | None, engine_options: dict | None) -> None:
+    """Serve one VecEnv: each request (method, args) gets one reply ("ok" | "error", value)."""
+    from interp.envs.core import VecEnv
+
+    shm = shared_memory.SharedMemory(name=shm_name)
+    frames = np.ndarray((num, *OBS_SHAPE), dtype=np.uint8, buffer=shm.buf)
+    env = None
+
+    def observe():  # frames go through shared memory, reward and first through the pipe
+        reward, obs, first = env.observe()
+        frames[:] = obs
+        return reward, first
+
+    def reply(fn, *args) -> bool:
+        try:
+            msg = ("ok", fn(*args))
+        except Exception as e:  # noqa: BLE001 - sent back to the parent
+            msg = ("error", (e, traceback.format_exc()))
+        try:
+            conn.send(msg)
+        except Exception as e:  # noqa: BLE001 - e.g. an exception that does not pickle
+            conn.send(("error", (RuntimeError(repr(e)), traceback.format_exc())))
+        return msg[0] == "ok"
+
+    def make():
+        nonlocal env
+        env = VecEnv(spec, num=num, seed=seed, num_threads=num_threads,
+                     resource_root=resource_root, engine_options=engine_options)
+        return env.num_actions
+
+    def step(actions):
+        env.act(actions)
+        return observe()
+
+    try:
+        if not reply(make):
+            return
+        while True:
+            try:
+                cmd, args = conn.recv()
+            except EOFError:  # the parent is gone
+                return
+            if cmd == "close":
+                return
+            fn = {"act": step, "observe": observe}.get(cmd) or getattr(env, cmd)
+            reply(fn, *args)
+    finally:
+        del frames
+        shm.close()
+        if env is not None:
+            env.close()
+
+
+class RemoteVecEnv:
+    """A :class:`~interp.envs.core.VecEnv` in a worker process, with the same interface.
+
+    ``act`` returns at once; the step's reward / obs / first arrive with the next
+    ``observe``. Worker errors are raised here with the worker's traceback as a note.
+    """
+
+    def __init__(self, spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2,
+                 resource_root: str | None = None, engine_options: dict | None = None):
+        self.spec, self.num, self.seed = spec, num, int(seed)
+        self.resource_root = resource_root
+        self._closed, self._pending, self._obs = False, False, None
+        self._shm = shared_memory.SharedMemory(create=True, size=num * int(np.prod(OBS_SHAPE)))
+        self._frames = np.ndarray((num, *OBS_SHAPE), dtype=np.uint8, buffer=self._shm.buf)
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_worker, name=f"interp-env-{spec.variant}", daemon=True,
+            args=(child, self._shm.name, spec, num, self.seed, num_threads, resource_root,
+                  engine_options))
+        self._proc.start()
+        child.close()
+        try:
+            self.num_actions = self._reply()
+        except BaseException:
+            self.close()
+            raise
+
+    def _reply(self):
+        try:
+            status, result = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(timeout=5)
+            raise RemoteEnvError(
+                f"the env worker of {self.spec.variant!r} died (exit code "
+                f"{self._proc.exitcode}); the engine aborts its process on invalid input, "
+                "e.g. a state it cannot load. Make a new env.") from None
+        if status == "error":
+            exc, tb = result
+            exc.add_note(f"raised in the env worker process:\n{tb}")
+            raise exc
+        return result
+
+    def _call(self, cmd: str, *args):
+        self._call_raw(cmd, *args)
+        return self._reply()
+
+    def _call_raw(self, cmd: str, *args) -> None:
+        self._sync()
+        self._conn.send((cmd, args))
+
+    def _sync(self) -> None:
+        """Check the env is open and collect a pending step's result."""
+        if self._closed:
+            raise RemoteEnvError(f"the {self.spec.variant!r} env is closed")
+        if self._pending:
+            self._pending = False
+            self._obs = self._frame_reply()
+
+    def _frame_reply(self):
+        reward, first = self._reply()
+        return reward, self._frames.copy(), first
+
+    # -- gym3 interface -------------------------------------------------------------
+    def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reward float32 (num,), obs uint8 (num, 64, 64, 3), first bool (num,))."""
+        self._sync()
+        if self._obs is None:
+            self._call_raw("observe")
+            self._obs = self._frame_reply()
+        return self._obs
+
+    def act(self, actions) -> None:
+        actions = np.asarray(actions)
+        if actions.shape != (self.num,):
+            raise ValueError(f"expected {self.num} actions, got shape {actions.shape}")
+        self._sync()
+        self._conn.send(("act", (actions,)))
+        self._pending, self._obs = True, None
+
+    def get_info(self) -> list[dict]:
+        return self._call("get_info")
+
+    def labels(self) -> dict[str, np.ndarray]:
+        return self._call("labels")
+
+    # -- state access ----------------------------------------------------------------
+    def get_state_bytes(self, i: int) -> bytes:
+        return self._call("get_state_bytes", i)
+
+    def get_state(self, i: int) -> GameState:
+        return parse_state(self.get_state_bytes(i))
+
+    def set_state(self, i: int, state: GameState | bytes) -> None:
+        raw = state.to_bytes() if isinstance(state, GameState) else bytes(state)
+        self._call("set_state", i, raw)
+        self._obs = None  # set_state re-renders
+
+    def get_all_states(self) -> list[bytes]:
+        return self._call("get_all_states")
+
+    def set_all_states(self, states: list[bytes]) -> None:
+        self._call("set_all_states", [bytes(s) for s in states])
+        self._obs = None
+
+    # -- lifetime --------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pending:  # drain the step's reply, or the worker blocks on sending it
+                self._conn.recv()
+            self._conn.send(("close", ()))
+            self._proc.join(timeout=5)
+        except (OSError, EOFError):
+            pass
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._conn.close()
+        del self._frames
+        self._shm.close()
+        self._shm.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_proc", None) is not None:
+            self.close()
