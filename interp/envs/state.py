@@ -81,6 +81,25 @@ class InvalidStateError(ValueError):
     """An edited state the engine would abort on; raised before it reaches ``set_state``."""
 
 
+def _compile(spec: list[tuple[str, str]]) -> list[tuple]:
+    """Group runs of int32/float32 fields into one struct each: ~10x faster than per field.
+
+    Returns steps ("fixed", Struct, names) or (kind, name) for strings, RandGens and vectors.
+    """
+    steps: list[tuple] = []
+    fmt, names = "", []
+    for name, kind in spec + [("", "end")]:
+        if kind in ("i", "f"):
+            fmt, names = fmt + kind, names + [name]
+            continue
+        if fmt:
+            steps.append(("fixed", struct.Struct("<" + fmt), tuple(names)))
+            fmt, names = "", []
+        if kind != "end":
+            steps.append((kind, name))
+    return steps
+
+
 class _Reader:
     def __init__(self, raw: bytes):
         self.raw, self.pos = raw, 0
@@ -95,9 +114,6 @@ class _Reader:
     def i(self) -> int:
         return struct.unpack("<i", self.take(4))[0]
 
-    def f(self) -> float:
-        return struct.unpack("<f", self.take(4))[0]
-
     def s(self) -> bytes:
         n = self.i()
         if not 0 <= n <= len(self.raw):
@@ -111,24 +127,34 @@ class _Reader:
         n = self.i()
         return list(struct.unpack(f"<{n}i", self.take(4 * n)))
 
-    def read(self, kind: str):
-        return getattr(self, kind)()
+    def read_into(self, program: list[tuple], out: dict) -> None:
+        for kind, *arg in program:
+            if kind == "fixed":
+                fmt, names = arg
+                out.update(zip(names, fmt.unpack(self.take(fmt.size))))
+            else:
+                out[arg[0]] = getattr(self, kind)()
 
 
-def _write(kind: str, value, out: list[bytes]) -> None:
-    if kind == "i":
-        out.append(struct.pack("<i", int(value)))
-    elif kind == "f":
-        out.append(struct.pack("<f", float(value)))
-    elif kind == "s":
-        out.append(struct.pack("<i", len(value)) + value)
-    elif kind == "r":
-        seeded, text = value
-        out.append(struct.pack("<ii", seeded, len(text)) + text)
-    elif kind == "v":
-        out.append(struct.pack(f"<i{len(value)}i", len(value), *value))
-    else:  # pragma: no cover - spec tables are static
-        raise AssertionError(kind)
+def _write_into(program: list[tuple], values: dict, out: list[bytes]) -> None:
+    for kind, *arg in program:
+        if kind == "fixed":
+            fmt, names = arg
+            out.append(fmt.pack(*(values[n] for n in names)))
+            continue
+        value = values[arg[0]]
+        if kind == "s":
+            out.append(struct.pack("<i", len(value)) + value)
+        elif kind == "r":
+            seeded, text = value
+            out.append(struct.pack("<ii", seeded, len(text)) + text)
+        else:  # "v"
+            out.append(struct.pack(f"<i{len(value)}i", len(value), *value))
+
+
+_GAME_PROGRAM = _compile(_GAME_FIELDS)
+_BASIC_PROGRAM = _compile(_BASIC_FIELDS_AFTER_ENTITIES)
+_TAIL_PROGRAMS = {game: _compile(spec) for game, spec in _TAILS.items()}
 
 
 @dataclass
@@ -175,21 +201,18 @@ class GameState:
 
     def to_bytes(self) -> bytes:
         out: list[bytes] = []
-        for name, kind in _GAME_FIELDS:
-            _write(kind, self.fields[name], out)
-        _write("i", self.fields["grid_size"], out)
+        _write_into(_GAME_PROGRAM, self.fields, out)
+        out.append(struct.pack("<i", self.fields["grid_size"]))
         ents = np.ascontiguousarray(self.entities, dtype=ENTITY_DTYPE)
         out.append(struct.pack("<i", len(ents)) + ents.tobytes())
-        for name, kind in _BASIC_FIELDS_AFTER_ENTITIES:
-            _write(kind, self.fields[name], out)
+        _write_into(_BASIC_PROGRAM, self.fields, out)
         h, w = self.grid.shape
         cells = np.ascontiguousarray(self.grid, dtype="<i4").ravel()
         out.append(struct.pack("<iii", w, h, cells.size) + cells.tobytes())
         if self.raw_tail is not None:
             out.append(self.raw_tail)
         else:
-            for name, kind in _TAILS[self.game]:
-                _write(kind, self.tail[name], out)
+            _write_into(_TAIL_PROGRAMS[self.game], self.tail, out)
         out.append(struct.pack("<I", END_MARKER))
         return b"".join(out)
 
@@ -201,8 +224,7 @@ def parse_state(raw: bytes) -> GameState:
     raw = bytes(raw)
     rd = _Reader(raw)
     fields = {}
-    for name, kind in _GAME_FIELDS:
-        fields[name] = rd.read(kind)
+    rd.read_into(_GAME_PROGRAM, fields)
     if fields["version"] != 0:
         raise StateFormatError(f"unknown state version {fields['version']} (expected 0)")
     fields["grid_size"] = rd.i()
@@ -210,8 +232,7 @@ def parse_state(raw: bytes) -> GameState:
     if not 0 <= n_ent <= len(raw) // ENTITY_DTYPE.itemsize:
         raise StateFormatError(f"bad entity count {n_ent}")
     entities = np.frombuffer(rd.take(n_ent * ENTITY_DTYPE.itemsize), dtype=ENTITY_DTYPE).copy()
-    for name, kind in _BASIC_FIELDS_AFTER_ENTITIES:
-        fields[name] = rd.read(kind)
+    rd.read_into(_BASIC_PROGRAM, fields)
     w, h, count = struct.unpack("<iii", rd.take(12))
     if w * h != count or count < 0:
         raise StateFormatError(f"grid {w}x{h} does not match its cell count {count}")
@@ -219,8 +240,7 @@ def parse_state(raw: bytes) -> GameState:
     game = fields["game_name"].decode(errors="replace")
     tail, raw_tail = {}, None
     if game in _TAILS:
-        for name, kind in _TAILS[game]:
-            tail[name] = rd.read(kind)
+        rd.read_into(_TAIL_PROGRAMS[game], tail)
     else:
         raw_tail = raw[rd.pos:len(raw) - 4]
         rd.pos = len(raw) - 4
