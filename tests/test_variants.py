@@ -50,20 +50,27 @@ def test_random_coin_pays_and_old_spot_does_not(mode):
 
 
 def test_permeable_wall_lets_the_agent_through():
-    def remove_coin(grid):
-        grid[grid == COIN] = SPACE
-
     xs = {}
     for variant in ("coinrun", "coinrun-permeable-wall"):
         env = make_env(variant, num=1, seed=0)
         s = env.get_state(0)
-        x, y = coin_cell(s)
         end = state_labels(s, env.variant, env.options)["end_wall_x"]
-        _place(env, 0, x + 0.5, y + 0.58, remove_coin)
+        ground = np.flatnonzero(~np.isin(s.grid[:, end - 2], (15, 16)))[0]  # first free row
+        _place(env, 0, end - 1.5, ground + 0.58, lambda g: g.__setitem__(g == COIN, SPACE))
         _walk(env, RIGHT, 40)
         xs[variant] = (env.get_state(0).player["x"], end)
     assert xs["coinrun"][0] < xs["coinrun"][1]
     assert xs["coinrun-permeable-wall"][0] > xs["coinrun-permeable-wall"][1] + 3
+
+
+@pytest.mark.parametrize("coin, coins_at_end", [("none", 0), ("end", 1), ("random", 0)])
+def test_permeable_wall_coin_option(coin, coins_at_end):
+    env = make_env("coinrun-permeable-wall", num=4, seed=0, options={"coin": coin})
+    for i in range(4):
+        s = env.get_state(i)
+        end = state_labels(s, env.variant, env.options)["end_wall_x"]
+        assert (s.grid[:, end - 1] == COIN).sum() == coins_at_end
+        assert (s.grid == COIN).sum() == (0 if coin == "none" else 1)
 
 
 def test_permeable_wall_hard_uses_wall_theme_0():

@@ -13,8 +13,10 @@ register(Variant("coinrun-coin-mix", "coinrun",
                  edit=coinrun.coin_mix, defaults={"random_coin_fraction": 0.0},
                  check_options=coinrun.check_coin_mix))
 register(Variant("coinrun-permeable-wall", "coinrun",
-                 "CoinRun with the end wall drawn but not solid (the agent can walk through).",
-                 edit=coinrun.permeable_wall))
+                 "CoinRun with the end wall drawn but not solid; option coin: none (default) / "
+                 "random / end.",
+                 edit=coinrun.permeable_wall, defaults={"coin": "none"},
+                 check_options=coinrun.check_permeable_wall))
 register(Variant("coinrun-invisible-coin", "coinrun",
                  "CoinRun plus an invisible unrewarded coin at a random ground cell (chance "
                  "baseline).",
