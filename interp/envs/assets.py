@@ -72,9 +72,9 @@ def sprite(name: str, size: int = SPRITE_SIZE) -> Image.Image:
 
 
 def procgen_assets_dir() -> Path:
-    import procgen
+    from interp.envs.core import import_procgen
 
-    return Path(procgen.__file__).parent / "data" / "assets"
+    return Path(import_procgen().__file__).parent / "data" / "assets"
 
 
 def _png(img: Image.Image) -> bytes:

@@ -131,6 +131,20 @@ class EnvSpec:
         return cls(**{**d, "options": dict(d.get("options") or {})})
 
 
+def import_procgen():
+    """Import procgen (heavy: only when an env is made) without gym 0.26's deprecation banner,
+    which procgen's gym registration would print on every command."""
+    try:
+        import gym_notices.notices
+
+        gym_notices.notices.notices.pop("0.26.2", None)
+    except ImportError:
+        pass
+    import procgen
+
+    return procgen
+
+
 def _edit_seed(seed: int, level_seed: int) -> np.random.Generator:
     return np.random.default_rng([seed & 0xFFFFFFFF, level_seed & 0xFFFFFFFF])
 
@@ -142,7 +156,7 @@ class VecEnv:
                  resource_root: str | None = None, engine_options: dict | None = None):
         """``engine_options`` override the variant's engine options (e.g. ``center_agent=False``
         for a whole-level view); states never move between envs with different options."""
-        from procgen import ProcgenGym3Env  # heavy import, only when an env is made
+        ProcgenGym3Env = import_procgen().ProcgenGym3Env
 
         from interp.envs.remote import claim_assets
 
