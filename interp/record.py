@@ -1,0 +1,513 @@
+"""Run an agent in vectorized envs and stream activations, observations and labels to HDF5.
+
+    summary = record("agent.pt", "rollouts.h5", env="coinrun-random-coin", episodes=256)
+
+Every env contributes its first ``k`` episodes (``episodes`` split evenly over envs), never
+"the first N episodes to end", which over-samples short episodes. Actions are sampled with a
+counter-based generator keyed by ``(seed, env, episode index, step)``, so an env's episodes
+depend on nothing but the agent, the env seed and ``seed``: that makes ``resume`` (continue an
+interrupted file from its last flush) and ``append`` (add episodes) reproduce exactly what one
+uninterrupted run would have written. The file layout is documented in docs/recording-format.md
+and read back with the ``activations`` package.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import torch
+
+SCHEMA_VERSION = 1
+DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
+COMPRESSIONS = ("gzip", "lzf", "none")
+NOOP = 4  # the action given to envs that finished their quota (their steps are not written)
+CHUNK_BYTES = 1 << 20  # target HDF5 chunk size along the step axis
+FLUSH_STEPS = 256  # flush at least every this many vectorized steps
+STATE_GROUP = "resume"
+
+
+class RecordError(RuntimeError):
+    """A recording that cannot be started, resumed or written; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What a recording file was made with; stored as the ``config`` root attribute."""
+
+    episodes: int  # total target, split evenly over envs
+    num_envs: int
+    seed: int
+    layers: tuple[str, ...]
+    float16: bool
+    greedy: bool
+    compression: str
+
+    def quotas(self) -> np.ndarray:
+        """Episodes to record per env."""
+        e = np.arange(self.num_envs)
+        return self.episodes // self.num_envs + (e < self.episodes % self.num_envs)
+
+
+@dataclass
+class RecordSummary:
+    path: Path
+    rows: int
+    episodes: int
+    mean_return: float
+    status: str
+    seconds: float  # rollout and writing, setup excluded
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RecordError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    return torch.device(device)
+
+
+def agent_digest(model: torch.nn.Module) -> str:
+    """sha256 of the parameters: identifies the agent when a file is resumed or appended to."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def sample_actions(probs: np.ndarray, seed: int, env: np.ndarray, episode: np.ndarray,
+                   step: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws, one Philox stream per ``(seed, env, episode index, step)``."""
+    u = np.array([np.random.Generator(np.random.Philox(key=seed, counter=[e, k, t, 0])).random()
+                  for e, k, t in zip(env, episode, step)])
+    cdf = np.cumsum(probs.astype(np.float64), axis=1)
+    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, default=str)
+
+
+# -- HDF5 writer --------------------------------------------------------------------------------
+class _Writer:
+    """Appends row batches to resizable chunked datasets from a background thread.
+
+    Each submitted batch carries the loop state after its last row (``resume`` group): data
+    and resume point are written together, then the file is flushed.
+    """
+
+    def __init__(self, f: h5py.File, compression: str, path: Path):
+        self.f, self.path = f, path
+        self.compression = None if compression == "none" else compression
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, batch: dict) -> None:
+        self._check()
+        self.queue.put(batch)
+
+    def close(self) -> None:
+        """Write what is queued, stop the thread, raise the first write error if any."""
+        self.queue.put(None)
+        self.thread.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise RecordError(
+                f"writing {self.path} failed: {self.error}. The file is left marked incomplete; "
+                "fix the cause (disk space, permissions) and rerun with --resume, which restarts "
+                "from the last successful flush.") from self.error
+
+    def _run(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._write(batch)
+                except BaseException as e:  # noqa: BLE001 - reported to the main thread
+                    self.error = e
+
+    def _dataset(self, name: str, sample: np.ndarray, compress: bool) -> h5py.Dataset:
+        if name in self.f:
+            return self.f[name]
+        shape = sample.shape[1:]
+        rows = max(1, min(4096, CHUNK_BYTES // max(1, sample[0].nbytes)))
+        comp = self.compression if compress else "gzip"
+        return self.f.create_dataset(
+            name, shape=(0, *shape), maxshape=(None, *shape), dtype=sample.dtype,
+            chunks=(rows, *shape), compression=comp,
+            compression_opts=1 if comp == "gzip" else None, shuffle=comp is not None)
+
+    def _write(self, batch: dict) -> None:
+        start = batch["resume"]["rows"] - batch["num_rows"]
+        for name, parts in batch["arrays"].items():
+            arr = np.concatenate(parts)
+            ds = self._dataset(name, arr, compress=name.startswith("activations/"))
+            ds.resize(start + len(arr), axis=0)
+            ds[start:] = arr
+        eps = batch["episodes"]
+        start = batch["resume"]["episodes"] - len(eps)
+        for col, dtype in EPISODE_COLUMNS.items():
+            values = np.array([e[col] for e in eps], dtype=dtype)
+            ds = self.f.require_dataset(f"episodes/{col}", shape=(0,), maxshape=(None,),
+                                        dtype=dtype, chunks=(4096,), exact=True)
+            ds.resize(start + len(values), axis=0)
+            ds[start:] = values
+        self._write_resume_point(batch["resume"], batch["states"])
+        self.f.flush()
+
+    def _write_resume_point(self, meta: dict, states: list[bytes]) -> None:
+        g = self.f.require_group(STATE_GROUP)
+        width = max(map(len, states))
+        if "env_states" not in g:
+            g.create_dataset("env_states", shape=(len(states), width), maxshape=(len(states), None),
+                             dtype=np.uint8, chunks=(1, width))
+        ds = g["env_states"]
+        if ds.shape[1] < width:
+            ds.resize(width, axis=1)
+        buf = np.zeros(ds.shape, dtype=np.uint8)
+        for i, raw in enumerate(states):
+            buf[i, :len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+        ds[...] = buf
+        g.attrs["state_sizes"] = np.array([len(s) for s in states], dtype=np.int64)
+        g.attrs["loop"] = _json({k: v for k, v in meta.items() if k not in ("rows", "episodes")})
+        self.f.attrs["num_rows"] = meta["rows"]
+        self.f.attrs["num_episodes"] = meta["episodes"]
+
+
+EPISODE_COLUMNS = {"id": np.int64, "env": np.int32, "index": np.int32, "level_seed": np.int64,
+                   "length": np.int32, "return": np.float32, "level_complete": np.bool_}
+
+
+# -- the recording loop ---------------------------------------------------------------------------
+class _Loop:
+    """Per-env counters of a recording; everything needed to continue it exactly."""
+
+    def __init__(self, cfg: RecordConfig, env, layers: list[str], model, device, store_dtype,
+                 writer: _Writer, buffer_bytes: int,
+                 progress: Callable[[int], None] | None):
+        self.cfg, self.env, self.layers, self.model, self.device = cfg, env, layers, model, device
+        self.store_dtype, self.writer, self.buffer_bytes = store_dtype, writer, buffer_bytes
+        self.progress = progress or (lambda n: None)
+        n = cfg.num_envs
+        self.quota = cfg.quotas()
+        self.done = np.zeros(n, np.int64)  # finished episodes per env
+        self.step = np.zeros(n, np.int64)  # steps into the current episode
+        self.ret = np.zeros(n, np.float64)
+        self.touched = np.zeros(n, bool)
+        self.frozen: list[bytes | None] = [None] * n  # state when the env met its quota
+        self.rows = self.episodes = 0
+        self.returns: list[float] = []
+        self.memory_format = (torch.channels_last if device.type == "cpu"
+                              else torch.contiguous_format)
+
+    # resume state -----------------------------------------------------------------------------
+    def restore(self, f: h5py.File) -> None:
+        g = f[STATE_GROUP]
+        loop = json.loads(g.attrs["loop"])
+        self.done, self.step = np.array(loop["done"]), np.array(loop["step"])
+        self.ret, self.touched = np.array(loop["ret"]), np.array(loop["touched"], bool)
+        self.rows, self.episodes = int(f.attrs["num_rows"]), int(f.attrs["num_episodes"])
+        self.returns = list(f["episodes/return"][:self.episodes]) if self.episodes else []
+        raw = g["env_states"][...]
+        states = [bytes(raw[i, :s]) for i, s in enumerate(g.attrs["state_sizes"])]
+        self.env.set_all_states(states)
+        self.frozen = [s if d >= q else None for s, d, q in zip(states, self.done, self.quota)]
+
+    def _resume_point(self) -> tuple[dict, list[bytes]]:
+        states = [s if s is not None else self.env.get_state_bytes(i)
+                  for i, s in enumerate(self.frozen)]
+        meta = {"rows": self.rows, "episodes": self.episodes, "done": self.done.tolist(),
+                "step": self.step.tolist(), "ret": self.ret.tolist(),
+                "touched": self.touched.tolist()}
+        return meta, states
+
+    # main loop -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        from interp.hooks import use_hooks
+        from interp.models import preprocess
+
+        arrays: dict[str, list] = {}
+        episodes: list[dict] = []
+        buffered = steps = 0
+        cache: dict[str, torch.Tensor] = {}
+        keep = [(name, lambda out, name: cache.__setitem__(name, out)) for name in self.layers]
+        _, obs, _ = self.env.observe()
+        with use_hooks(self.model, keep), torch.inference_mode():
+            while (active := np.flatnonzero(self.done < self.quota)).size:
+                # serial: a labels thread made CPU runs slower (GIL hand-offs around each op)
+                labels = {k: v[active] for k, v in self.env.labels().items()}
+                x = preprocess(obs[active], self.device, memory_format=self.memory_format)
+                logits, value = self.model(x)
+                probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                if self.cfg.greedy:
+                    chosen = probs.argmax(axis=1)
+                else:
+                    chosen = sample_actions(probs, self.cfg.seed, active, self.done[active],
+                                            self.step[active])
+                actions = np.full(self.cfg.num_envs, NOOP, dtype=np.int32)
+                actions[active] = chosen
+                self.env.act(actions)
+                reward, next_obs, first = self.env.observe()
+                info = self.env.get_info()
+
+                if "agent_on_goal" in labels:  # exact across resumes (the env's flag is not)
+                    self.touched[active] |= labels["agent_on_goal"] > 0
+                    labels["goal_touched"] = self.touched[active].astype(
+                        labels["agent_on_goal"].dtype)
+                row = {
+                    "obs": obs[active], "action": chosen.astype(np.int32),
+                    "probs": probs, "value": value.float().cpu().numpy(),
+                    "reward": reward[active].astype(np.float32), "done": first[active],
+                    "env": active.astype(np.int32),
+                    "episode": (self.done[active] * self.cfg.num_envs + active).astype(np.int64),
+                    "step": self.step[active].astype(np.int32),
+                    "level_seed": np.asarray(labels["level_seed"], dtype=np.int64),
+                }
+                row = {f"steps/{k}": v for k, v in row.items()}
+                row.update({f"labels/{k}": np.asarray(v) for k, v in labels.items()})
+                for name in self.layers:
+                    row[f"activations/{name}"] = cache[name].to("cpu", self.store_dtype).numpy()
+                for k, v in row.items():
+                    arrays.setdefault(k, []).append(v)
+                buffered += sum(v.nbytes for v in row.values())
+
+                self.ret[active] += reward[active]
+                self.step[active] += 1
+                self.rows += len(active)
+                for i in active[first[active]]:
+                    episodes.append(self._end_episode(i, info[i], labels, active))
+                obs = next_obs
+                steps += 1
+                if buffered >= self.buffer_bytes or steps % FLUSH_STEPS == 0 or \
+                        not (self.done < self.quota).any():
+                    self._flush(arrays, episodes)
+                    arrays, episodes, buffered = {}, [], 0
+
+    def _end_episode(self, i: int, info: dict, labels: dict, active: np.ndarray) -> dict:
+        ep = {"id": int(self.done[i] * self.cfg.num_envs + i), "env": int(i),
+              "index": int(self.done[i]),
+              "level_seed": int(labels["level_seed"][np.searchsorted(active, i)]),
+              "length": int(self.step[i]), "return": float(self.ret[i]),
+              "level_complete": bool(info.get("prev_level_complete", False))}
+        self.returns.append(ep["return"])
+        self.episodes += 1
+        self.done[i] += 1
+        self.step[i], self.ret[i], self.touched[i] = 0, 0.0, False
+        if self.done[i] >= self.quota[i]:
+            self.frozen[i] = self.env.get_state_bytes(i)  # the next episode's start
+        self.progress(1)
+        return ep
+
+    def _flush(self, arrays: dict, episodes: list) -> None:
+        meta, states = self._resume_point()
+        num_rows = sum(len(a) for a in arrays["steps/env"])
+        self.writer.submit({"arrays": arrays, "episodes": episodes, "resume": meta,
+                            "states": states, "num_rows": num_rows})
+
+
+# -- public entry point ---------------------------------------------------------------------------
+def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
+           episodes: int | None = None, layers: list[str] | None = None,
+           num_envs: int | None = None, seed: int | None = None, device: str = "auto",
+           float16: bool | None = None, greedy: bool | None = None,
+           distribution_mode: str | None = None, compression: str | None = None,
+           mode: str = "create", command: str = "", buffer_mb: float = 128,
+           progress: Callable[[int], None] | None = None) -> RecordSummary:
+    """Record ``episodes`` episodes of ``checkpoint``'s agent into the HDF5 file ``out``.
+
+    ``mode``: ``"create"`` (refuse an existing file), ``"overwrite"``, ``"resume"`` (finish an
+    incomplete file) or ``"append"`` (add ``episodes`` more to a complete file). With resume and
+    append, options left as None come from the file; options given must match it.
+    Defaults for a new file: the agent's training env (variant and distribution mode), 64 envs,
+    seed 0, the layers of ``DEFAULT_LAYERS``, float32, sampled actions, uncompressed
+    activations (observations, labels and step data are always gzip-compressed).
+    """
+    from interp.checkpoint import load_agent
+    from interp.envs import make_env
+    from interp.hooks import resolve_names
+    from interp.version import code_version
+
+    out = Path(out)
+    dev = resolve_device(device)
+    agent = load_agent(checkpoint, dev)
+    model, manifest = agent.model, agent.manifest
+    digest = agent_digest(model)
+    given = {"num_envs": num_envs, "seed": seed, "float16": float16, "greedy": greedy,
+             "compression": compression}
+
+    if mode in ("resume", "append"):
+        f, cfg, spec = _reopen(out, mode, digest, given, env, distribution_mode, layers, model)
+        if mode == "append":
+            if not episodes or episodes < 1:
+                raise RecordError("--append needs --episodes N (how many episodes to add)")
+            cfg = RecordConfig(**{**asdict(cfg), "episodes": cfg.episodes + episodes})
+        elif episodes is not None and episodes != cfg.episodes:
+            raise RecordError(f"{out} was started for {cfg.episodes} episodes, not {episodes}; "
+                              "resume with the same --episodes (or none), then --append more")
+    elif mode in ("create", "overwrite"):
+        if not episodes or episodes < 1:
+            raise RecordError("--episodes must be a positive number of episodes")
+        if out.exists() and mode == "create":
+            raise RecordError(f"{out} already exists; use --resume to finish it, --append to "
+                              "add episodes, or --overwrite to replace it")
+        spec = _env_spec(env, distribution_mode, manifest)
+        n = min(num_envs or 64, episodes)
+        cfg = RecordConfig(episodes=episodes, num_envs=n, seed=0 if seed is None else seed,
+                           layers=tuple(resolve_names(model, layers or DEFAULT_LAYERS)),
+                           float16=bool(float16), greedy=bool(greedy),
+                           compression=compression or "none")
+        if cfg.compression not in COMPRESSIONS:
+            raise RecordError(f"compression {cfg.compression!r} is not one of {COMPRESSIONS}")
+        f = None
+    else:
+        raise ValueError(f"mode must be create, overwrite, resume or append, not {mode!r}")
+
+    venv = make_env(spec, num=cfg.num_envs, seed=cfg.seed)
+    try:
+        if model.config.num_actions != venv.num_actions:
+            raise RecordError(f"agent has {model.config.num_actions} actions but env "
+                              f"{spec.variant!r} has {venv.num_actions}; record with an env of "
+                              "the game the agent was trained on")
+        if f is None:
+            f = _create(out, cfg, manifest, digest, spec, model, checkpoint, command,
+                        code_version())
+        elif command:
+            f.attrs["commands"] = _json(json.loads(f.attrs["commands"]) + [command])
+        f.attrs["config"] = _json(asdict(cfg))
+        f.attrs["status"] = "incomplete"
+        f.attrs["episodes_target"] = cfg.episodes
+        store = torch.float16 if cfg.float16 else torch.float32
+        writer = _Writer(f, cfg.compression, out)
+        loop = _Loop(cfg, venv, list(cfg.layers), model, dev, store, writer,
+                     int(buffer_mb * 2**20), progress)
+        if STATE_GROUP in f:
+            loop.restore(f)
+            _truncate(f, loop.rows, loop.episodes)
+        t0 = time.perf_counter()
+        try:
+            loop.run()
+        finally:
+            writer.close()  # writes what was queued; a crash leaves a consistent resume point
+        f.attrs["status"] = "complete"
+        f.attrs["finished"] = _now()
+        f.flush()
+        returns = np.asarray(loop.returns)
+        return RecordSummary(out, loop.rows, loop.episodes,
+                             float(returns.mean()) if returns.size else float("nan"), "complete",
+                             time.perf_counter() - t0)
+    except OSError as e:
+        if f is None:
+            raise RecordError(f"cannot create {out}: {e}; choose a writable path") from e
+        raise RecordError(f"writing {out} failed: {e}. The file stays marked incomplete; fix "
+                          "the cause and rerun with --resume") from e
+    finally:
+        venv.close()
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _env_spec(env: str | None, distribution_mode: str | None, manifest: dict):
+    from interp.envs import EnvSpec
+
+    trained = manifest.get("env_spec") or {}
+    variant = env or trained.get("variant")
+    if variant is None:
+        raise RecordError("the checkpoint does not say which env it was trained on; pass --env")
+    mode = distribution_mode or trained.get("distribution_mode") or "easy"
+    return EnvSpec(variant, distribution_mode=mode)
+
+
+def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, model, checkpoint,
+            command: str, version: str) -> h5py.File:
+    from interp.envs import get_variant
+    from interp.envs.labels import LABEL_DOCS, label_keys
+    from interp.hooks import run_with_cache
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    f = h5py.File(out, "w")
+    with torch.inference_mode():
+        x = torch.zeros(1, model.config.in_channels, 64, 64, device=next(model.parameters()).device)
+        _, _, cache = run_with_cache(model, x, list(cfg.layers))
+    f.attrs.update({
+        "schema_version": SCHEMA_VERSION, "status": "incomplete", "created": _now(),
+        "code_version": version, "commands": _json([command] if command else []),
+        "agent_checkpoint": str(checkpoint), "agent_sha256": digest,
+        "agent_manifest": _json(manifest), "env_spec": _json(spec.to_dict()),
+        "layers": _json({n: list(cache[n].shape[1:]) for n in cfg.layers}),
+        "label_docs": _json({k: LABEL_DOCS[k] for k in label_keys(get_variant(spec.variant).game)}),
+        "num_rows": 0, "num_episodes": 0,
+    })
+    return f
+
+
+def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mode, layers, model):
+    from interp.envs import EnvSpec
+    from interp.hooks import resolve_names
+
+    if not out.exists():
+        raise RecordError(f"--{mode}: {out} does not exist; start it without --{mode}")
+    try:
+        f = h5py.File(out, "r+")
+    except OSError as e:
+        raise RecordError(f"cannot open {out} for --{mode}: {e}") from e
+    try:
+        if f.attrs.get("schema_version") != SCHEMA_VERSION:
+            raise RecordError(f"{out} is not an interp recording of schema {SCHEMA_VERSION}")
+        status = f.attrs["status"]
+        if mode == "resume" and status == "complete":
+            raise RecordError(f"{out} is already complete; use --append --episodes N to add more")
+        if mode == "append" and status != "complete":
+            raise RecordError(f"{out} is incomplete; finish it with --resume before --append")
+        if f.attrs["agent_sha256"] != digest:
+            raise RecordError(f"{out} was recorded with another agent "
+                              f"({f.attrs['agent_checkpoint']}); pass that checkpoint")
+        cfg_dict = json.loads(f.attrs["config"])
+        cfg = RecordConfig(**{**cfg_dict, "layers": tuple(cfg_dict["layers"])})
+        spec = EnvSpec.from_dict(json.loads(f.attrs["env_spec"]))
+        wanted = {**{k: v for k, v in given.items() if v is not None},
+                  **({"layers": tuple(resolve_names(model, layers))} if layers else {})}
+        if env is not None and env != spec.variant:
+            wanted["variant"] = env
+        if distribution_mode is not None and distribution_mode != spec.distribution_mode:
+            wanted["distribution_mode"] = distribution_mode
+        stored = {**asdict(cfg), "variant": spec.variant,
+                  "distribution_mode": spec.distribution_mode}
+        diff = {k: (stored[k], v) for k, v in wanted.items() if stored[k] != v}
+        if diff:
+            raise RecordError(f"--{mode} must use the settings {out} was recorded with; differs: "
+                              + "; ".join(f"{k}: file has {a!r}, given {b!r}"
+                                          for k, (a, b) in diff.items()))
+    except BaseException:
+        f.close()
+        raise
+    return f, cfg, spec
+
+
+def _truncate(f: h5py.File, rows: int, episodes: int) -> None:
+    """Drop rows written after the last resume point (a run killed mid-flush)."""
+    for group, n in (("steps", rows), ("labels", rows), ("activations", rows),
+                     ("episodes", episodes)):
+        if group in f:
+            f[group].visititems(lambda _, ds: ds.resize(n, axis=0)
+                                if isinstance(ds, h5py.Dataset) and len(ds) > n else None)
