@@ -1,0 +1,454 @@
+"""The PPO training loop with logging, periodic evaluation, checkpoints and exact resume.
+
+Run directory::
+
+    config.yaml        resolved config (resume refuses a different one)
+    run.json           status (running / interrupted / complete) and steps
+    progress.csv       one row per log interval (see docs/training.md)
+    tb/                TensorBoard events, if tensorboard is installed
+    checkpoints/agent_<steps>.pt   agents (interp.checkpoint format, no optimizer)
+    latest.pt          agent + optimizer + full trainer state in ``extra["trainer"]``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp.checkpoint import load_agent, save_agent
+from interp.models import ImpalaAgent, ModelConfig, preprocess
+from interp.train.config import ConfigError, TrainConfig, dump_config, load_config
+from interp.train.evaluate import evaluate_policy
+from interp.train.ppo import (RewardNormalizer, explained_variance, gae, ppo_loss,
+                              sample_actions)
+
+BASE_COLUMNS = ("steps", "time", "fps", "episodes", "ep_return", "ep_length", "policy_loss",
+                "value_loss", "entropy", "approx_kl", "clip_frac", "explained_var", "lr")
+EVAL_FIELDS = ("return", "success", "length", "n")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
+    return torch.device(name)
+
+
+def _group_seed(seed: int, group: int) -> int:
+    return int(np.random.SeedSequence([seed, group]).generate_state(1)[0] % 2**31)
+
+
+class Trainer:
+    """PPO on ``ppo.num_envs`` envs split into ``run.env_groups`` VecEnvs.
+
+    With several groups, ``act`` on one group returns at once (Procgen steps in its own
+    threads) and the policy evaluates the next group meanwhile. :meth:`collect` fills the
+    rollout buffer; :meth:`update` normalises rewards, computes GAE and runs the PPO epochs.
+    """
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        from interp.envs import make_env
+
+        self.config, self.device = config, device
+        ppo, run = config.ppo, config.run
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # a few fixed batch shapes
+        torch.manual_seed(run.seed)
+        self.model = ImpalaAgent(ModelConfig.from_dict(config.model)).to(
+            device, memory_format=torch.channels_last)
+        self.amp = run.amp and device.type == "cuda"
+        self.trunk = (torch.compile(self.model.embedder) if run.compile and device.type == "cuda"
+                      else self.model.embedder)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ppo.lr, eps=ppo.adam_eps)
+        self.generator = torch.Generator(device).manual_seed(run.seed)
+
+        self.env_spec = config.env_spec()
+        groups, per = run.env_groups, ppo.num_envs // run.env_groups
+        threads = run.env_threads or max(1, (os.cpu_count() or 1) // groups)
+        self.envs = [make_env(self.env_spec, num=per, seed=_group_seed(run.seed, g),
+                              num_threads=threads) for g in range(groups)]
+        self.slices = [slice(g * per, (g + 1) * per) for g in range(groups)]
+        self.obs = [env.observe()[1] for env in self.envs]  # latest obs per group (host)
+
+        T, N = ppo.num_steps, ppo.num_envs
+        shape = (T, N, *self.obs[0].shape[1:])
+        self.buf_obs = torch.empty(shape, dtype=torch.uint8, device=device)
+        self.actions = torch.empty((T, N), dtype=torch.long, device=device)
+        self.logp = torch.empty((T, N), device=device)
+        self.values = torch.empty((T, N), device=device)
+        self.rewards = np.zeros((T, N), dtype=np.float32)
+        self.dones = np.zeros((T, N), dtype=bool)
+        self.reward_norm = RewardNormalizer(N, ppo.reward_norm_gamma, ppo.reward_clip)
+        self.ep_ret, self.ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
+        self.finished: list[tuple[float, int]] = []  # episodes ended since the last log row
+        self.steps = 0
+        self.total_steps = math.ceil(run.total_steps / ppo.batch_size) * ppo.batch_size
+
+    # ---- rollout -----------------------------------------------------------------------
+    def _forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 NHWC on the device -> fp32 (logits, value); the conv trunk may run in bf16."""
+        x = preprocess(obs, memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+            h = self.trunk(x)
+        h = h.float()
+        return self.model.fc_policy(h), self.model.fc_value(h).squeeze(-1)
+
+    @torch.no_grad()
+    def _act(self, g: int, t: int) -> None:
+        sl = self.slices[g]
+        obs = self.buf_obs[t, sl]
+        obs.copy_(torch.from_numpy(self.obs[g]))
+        logits, value = self._forward(obs)
+        actions, logp = sample_actions(logits, self.generator)
+        self.actions[t, sl], self.logp[t, sl], self.values[t, sl] = actions, logp, value
+        self.envs[g].act(actions.cpu().numpy())
+
+    def _observe(self, g: int, t: int) -> None:
+        sl = self.slices[g]
+        rew, self.obs[g], first = self.envs[g].observe()
+        self.rewards[t, sl], self.dones[t, sl] = rew, first
+
+    def collect(self) -> None:
+        """One rollout of ``num_steps`` steps in every env into the buffers."""
+        groups = range(len(self.envs))
+        for t in range(self.config.ppo.num_steps):
+            for g in groups:
+                if t:
+                    self._observe(g, t - 1)
+                self._act(g, t)
+        for g in groups:
+            self._observe(g, self.config.ppo.num_steps - 1)
+
+    def _track_episodes(self) -> None:
+        for rew, done in zip(self.rewards, self.dones):
+            self.ep_ret += rew
+            self.ep_len += 1
+            self.finished += [(float(self.ep_ret[i]), int(self.ep_len[i]))
+                              for i in np.flatnonzero(done)]
+            self.ep_ret[done], self.ep_len[done] = 0, 0
+
+    # ---- update ------------------------------------------------------------------------
+    def update(self) -> dict[str, float]:
+        """PPO epochs on the collected rollout; advances ``steps``; returns mean loss stats."""
+        ppo, dev = self.config.ppo, self.device
+        self._track_episodes()
+        rewards = (self.reward_norm(self.rewards, self.dones) if ppo.norm_reward
+                   else self.rewards)
+        with torch.no_grad():
+            _, last_value = self._forward(torch.from_numpy(np.concatenate(self.obs)).to(dev))
+        adv = gae(torch.from_numpy(rewards).to(dev), self.values,
+                  torch.from_numpy(self.dones).to(dev), last_value, ppo.gamma, ppo.gae_lambda)
+        returns = (adv + self.values).flatten()
+        adv = adv.flatten()
+        if ppo.norm_adv:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        lr = ppo.lr * (1 - self.steps / self.total_steps) if ppo.anneal_lr else ppo.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        B, mb = ppo.batch_size, ppo.minibatch_size
+        micro = ppo.microbatch_size or mb
+        obs = self.buf_obs.flatten(0, 1)
+        actions, old_logp, old_values = (x.flatten() for x in (self.actions, self.logp,
+                                                                self.values))
+        sums: dict[str, torch.Tensor] = {}
+        for _ in range(ppo.epochs):
+            perm = torch.randperm(B, generator=self.generator, device=dev)
+            for start in range(0, B, mb):
+                self.optimizer.zero_grad(set_to_none=True)
+                for idx in perm[start:start + mb].split(micro):
+                    logits, values = self._forward(obs[idx])
+                    loss, stats = ppo_loss(
+                        logits, values, actions[idx], old_logp[idx], old_values[idx], adv[idx],
+                        returns[idx], clip=ppo.clip, clip_value_loss=ppo.clip_value_loss,
+                        value_coef=ppo.value_coef, entropy_coef=ppo.entropy_coef)
+                    (loss * (len(idx) / mb)).backward()
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0) + v
+                nn.utils.clip_grad_norm_(self.model.parameters(), ppo.max_grad_norm)
+                self.optimizer.step()
+        n = ppo.epochs * (B // micro)
+        out = {k: float(v) / n for k, v in sums.items()}
+        out["explained_var"] = explained_variance(old_values, returns)
+        out["lr"] = lr
+        self.steps += B
+        return out
+
+    # ---- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything besides model and optimizer needed to continue bit-exactly."""
+        np_state = np.random.get_state()
+        return {
+            "steps": self.steps,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                              *np_state[2:]],
+                    "python": random.getstate(), "generator": self.generator.get_state()},
+            "env_states": [[torch.frombuffer(bytearray(s), dtype=torch.uint8)
+                            for s in env.get_all_states()] for env in self.envs],
+            "obs": [torch.from_numpy(o.copy()) for o in self.obs],
+            "reward_norm": self.reward_norm.state_dict(),
+            "ep_ret": torch.from_numpy(self.ep_ret.copy()),
+            "ep_len": torch.from_numpy(self.ep_len.copy()),
+            "finished": [list(e) for e in self.finished],
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.steps = s["steps"]
+        rng = s["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        n = rng["numpy"]
+        np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        self.generator.set_state(rng["generator"])
+        for env, states in zip(self.envs, s["env_states"], strict=True):
+            env.set_all_states([t.numpy().tobytes() for t in states])
+        self.obs = [o.numpy().copy() for o in s["obs"]]
+        self.reward_norm.load_state_dict(s["reward_norm"])
+        self.ep_ret, self.ep_len = s["ep_ret"].numpy().copy(), s["ep_len"].numpy().copy()
+        self.finished = [(float(r), int(n)) for r, n in s["finished"]]
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+# ---- run directory -----------------------------------------------------------------------
+
+class _Log:
+    """progress.csv (+ TensorBoard when importable) with a fixed column set."""
+
+    def __init__(self, out: Path, columns: list[str], resume_steps: int | None):
+        self.path, self.columns = out / "progress.csv", columns
+        rows = []
+        if resume_steps is not None and self.path.exists():  # drop rows past the checkpoint
+            with self.path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["steps"]) <= resume_steps]
+        with self.path.open("w", newline="") as f:
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            w.writerows(rows)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(out / "tb", purge_step=resume_steps)
+        except ImportError:
+            self.tb = None
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow(
+                {k: ("" if v is None else v) for k, v in row.items()})
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "steps" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k.replace("eval_", "eval/", 1), v, row["steps"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _prepare_run_dir(config: TrainConfig, out: Path, resume: bool) -> dict | None:
+    """Check the run dir; returns the saved run.json when resuming, else None."""
+    if not out.exists() or not any(out.iterdir()):
+        if resume:
+            print(f"{out}: no run to resume; starting a new one")
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(config, out / "config.yaml")
+        return None
+    if not resume:
+        raise ConfigError(f"run dir {out} is not empty; pass --resume to continue the run in "
+                          "it, or choose a new --out")
+    if not (out / "config.yaml").is_file():
+        raise ConfigError(f"cannot resume: {out} has no config.yaml (not a run dir?)")
+    differ = config.diff(load_config(out / "config.yaml"))
+    if differ:
+        lines = "; ".join(f"{k}: run has {b!r}, now {a!r}" for k, (a, b) in differ.items())
+        raise ConfigError(f"cannot resume {out} with a different config ({lines}). Resume with "
+                          f"the run's own config: {out / 'config.yaml'}")
+    dump_config(config, out / "config.yaml")  # runtime keys (device...) may have changed
+    return json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(flag: dict):
+    """First Ctrl-C: stop at the next rollout boundary (with a checkpoint); second: abort."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = "interrupt"
+        print("\nstopping after this rollout and saving latest.pt (Ctrl-C again to abort)",
+              flush=True)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
+          max_minutes: float | None = None, stop_at: int | None = None,
+          progress: bool = True) -> dict:
+    """Train a PPO agent as ``config`` says, writing the run dir ``out_dir``.
+
+    ``resume`` continues the run in ``out_dir`` exactly (same RNG streams) from latest.pt.
+    ``max_minutes`` stops before a rollout that would not finish in time; ``stop_at`` stops
+    once that many env steps are done; either way (and on Ctrl-C) latest.pt is written and
+    the run can be resumed. Returns a summary dict (status, steps, timings, last metrics).
+    """
+    out = Path(out_dir)
+    device = resolve_device(config.run.device)
+    config.env_spec()
+    eval_specs = config.eval_specs()  # unknown variant names fail here, before any work
+    run_info = _prepare_run_dir(config, out, resume)
+    resuming = run_info is not None
+    if run_info and run_info.get("status") == "complete":
+        print(f"{out}: run already complete ({run_info['steps']} steps)")
+        return {**run_info, "out_dir": str(out)}
+
+    trainer = Trainer(config, device)
+    prev_wall = 0.0
+    latest = out / "latest.pt"
+    if resuming and latest.is_file():
+        loaded = load_agent(latest, device)
+        trainer.model.load_state_dict(loaded.model.state_dict())
+        trainer.optimizer.load_state_dict(loaded.optimizer_state)
+        state = loaded.manifest["extra"]["trainer"]
+        trainer.load_state_dict(state)
+        prev_wall = state["wall_time"]
+    columns = list(BASE_COLUMNS) + [f"eval_{label}_{f}" for label in eval_specs
+                                    for f in EVAL_FIELDS]
+    log = _Log(out, columns, trainer.steps if resuming else None)
+
+    run, B = config.run, config.ppo.batch_size
+    start, steps0 = time.perf_counter(), trainer.steps
+    info = {"status": "running", "steps": trainer.steps, "total_steps": trainer.total_steps,
+            "device": str(device),
+            "started": (run_info or {}).get("started") or time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _write_json(out / "run.json", info)
+
+    def wall() -> float:
+        return prev_wall + time.perf_counter() - start
+
+    def save(path: Path, metrics: dict | None, full: bool) -> None:
+        extra = {"trainer": {**trainer.state_dict(), "wall_time": wall()}} if full else None
+        save_agent(path, trainer.model, env_spec=trainer.env_spec.to_dict(), seed=run.seed,
+                   steps=trainer.steps, optimizer=trainer.optimizer if full else None,
+                   train_config=config.to_dict(), metrics=metrics, extra=extra)
+
+    def crossed(every: int, before: int) -> bool:
+        return every > 0 and trainer.steps // every > before // every
+
+    flag = {"stop": None}
+    row: dict = {}
+    last_iter, row_steps, row_time = 0.0, trainer.steps, 0.0
+    bar = _progress_bar(trainer, progress)
+    try:
+        with _stop_on_sigint(flag):
+            while trainer.steps < trainer.total_steps:
+                if stop_at is not None and trainer.steps >= stop_at:
+                    flag["stop"] = "stop_at"
+                if max_minutes is not None and (time.perf_counter() - start + last_iter
+                                                > max_minutes * 60):
+                    flag["stop"] = "time"
+                if flag["stop"]:
+                    break
+                t0, before = time.perf_counter(), trainer.steps
+                trainer.collect()
+                stats = trainer.update()
+                row_time += time.perf_counter() - t0
+                bar.update(B)
+                final = trainer.steps >= trainer.total_steps
+                do_eval = eval_specs and (crossed(run.eval_every, before) or final)
+                if do_eval or final or run.log_every == 0 or crossed(run.log_every, before):
+                    eps = trainer.finished
+                    row = {"steps": trainer.steps, "time": round(wall(), 2),
+                           "fps": round((trainer.steps - row_steps) / row_time, 1),
+                           "episodes": len(eps),
+                           "ep_return": float(np.mean([e[0] for e in eps])) if eps else None,
+                           "ep_length": float(np.mean([e[1] for e in eps])) if eps else None,
+                           **stats}
+                    if do_eval:
+                        row.update(_evaluate(trainer, eval_specs))
+                    log.write(row)
+                    bar.set_postfix(ret=_fmt(row["ep_return"]), fps=f"{row['fps']:.0f}",
+                                    refresh=False)
+                    trainer.finished, row_steps, row_time = [], trainer.steps, 0.0
+                if final or crossed(run.checkpoint_every, before):
+                    save(out / "checkpoints" / f"agent_{trainer.steps}.pt", row or None, False)
+                    save(latest, row or None, True)
+                    info["steps"] = trainer.steps
+                    _write_json(out / "run.json", info)
+                last_iter = time.perf_counter() - t0  # with eval and saving
+            done = trainer.steps >= trainer.total_steps
+            if not done:
+                save(latest, row or None, True)
+            info.update(status="complete" if done else "interrupted", steps=trainer.steps,
+                        wall_time=round(wall(), 2))
+            if flag["stop"]:
+                info["stopped_by"] = flag["stop"]
+    finally:
+        bar.close()
+        log.close()
+        trainer.close()
+        if info["status"] == "running":  # an exception: the last checkpoint stands
+            info["status"] = "interrupted"
+        _write_json(out / "run.json", info)
+    elapsed = time.perf_counter() - start
+    return {**info, "out_dir": str(out), "session_steps": trainer.steps - steps0,
+            "session_seconds": round(elapsed, 2),
+            "session_steps_per_s": round((trainer.steps - steps0) / max(elapsed, 1e-9), 1),
+            "last_metrics": row}
+
+
+def _evaluate(trainer: Trainer, specs: dict) -> dict:
+    out = {}
+    run = trainer.config.run
+    for label, spec in specs.items():
+        r = evaluate_policy(trainer.model, spec, run.eval_episodes, run.eval_seed,
+                            trainer.device, num_envs=run.eval_envs, amp=trainer.amp)
+        out.update({f"eval_{label}_return": r["mean_return"],
+                    f"eval_{label}_success": r["success_rate"],
+                    f"eval_{label}_length": r["mean_length"], f"eval_{label}_n": r["n"]})
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _progress_bar(trainer: Trainer, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=trainer.total_steps, initial=trainer.steps, unit="step", unit_scale=True,
+                dynamic_ncols=True, disable=not enabled, smoothing=0.1,
+                mininterval=0.5 if sys.stderr.isatty() else 30)  # logs: a line per 30 s
