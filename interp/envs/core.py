@@ -176,11 +176,13 @@ class VecEnv:
             num_threads=num_threads, **kwargs)
         self._buf = self._env._ffi.new(f"char[{MAX_STATE_SIZE}]")
         self._goal_touched = np.zeros(num, dtype=bool)
+        self._edits_owed = False
         self._edit_new_levels(np.ones(num, dtype=bool))
 
     # -- gym3 interface -------------------------------------------------------------
     def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(reward float32 (num,), obs uint8 (num, 64, 64, 3), first bool (num,))."""
+        self._settle()
         rew, ob, first = self._env.observe()
         return rew, ob["rgb"], first
 
@@ -188,12 +190,20 @@ class VecEnv:
         actions = np.asarray(actions)
         if actions.shape != (self.num,):
             raise ValueError(f"expected {self.num} actions, got shape {actions.shape}")
-        self._env.act(actions.astype(np.int32))
-        if self.variant.edit is not None:
+        self._settle()
+        self._env.act(actions.astype(np.int32))  # returns at once; the engine steps in threads
+        self._edits_owed = self.variant.edit is not None
+
+    def _settle(self) -> None:
+        """Edit the levels that began in the last ``act``. Deferred to the next read, so that
+        ``act`` never waits for the step and envs can step while the network runs."""
+        if self._edits_owed:
+            self._edits_owed = False
             _, _, first = self._env.observe()
             self._edit_new_levels(first)
 
     def get_info(self) -> list[dict]:
+        self._settle()
         return self._env.get_info()
 
     def close(self) -> None:
@@ -207,6 +217,7 @@ class VecEnv:
 
     # -- state access ----------------------------------------------------------------
     def get_state_bytes(self, i: int) -> bytes:
+        self._settle()
         n = self._env.call_c_func("get_state", i, self._buf, MAX_STATE_SIZE)
         return bytes(self._env._ffi.buffer(self._buf, n))
 
