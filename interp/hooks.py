@@ -8,6 +8,9 @@ Hooks are always removed on exit, also when the forward pass raises.
     logits, value, cache = run_with_cache(model, x, ["embedder.block2.*"])
     with patch(model, {"embedder.block2.res1.resadd": zero(channels=[55, 77])}):
         logits, value = model(x)
+
+``channels`` is an index, a list of indices, or a bool mask: (C,) for every row, or (N, C)
+to patch a different channel set in each batch row (one forward pass, many ablations).
 """
 
 from __future__ import annotations
@@ -130,10 +133,19 @@ def run_with_cache(model: nn.Module, x: torch.Tensor, names: str | Iterable[str]
 # --- patch factories: each returns fn(output, name) -> patched output -------------------------
 
 def _mask(output: torch.Tensor, channels: Channels) -> torch.Tensor:
-    """Boolean mask over dim 1 shaped to broadcast against ``output`` (True = patch)."""
+    """Boolean mask over dim 1 shaped to broadcast against ``output`` (True = patch).
+
+    A bool tensor of shape (N, C) gives each batch row its own channel set (per-sample patch).
+    """
     if channels is None:
         return torch.ones((), dtype=torch.bool, device=output.device)
     n = output.shape[1]
+    if isinstance(channels, torch.Tensor) and channels.dtype == torch.bool:
+        if channels.shape not in ((n,), (output.shape[0], n)):
+            raise ValueError(f"channel mask of shape {tuple(channels.shape)} does not fit output "
+                             f"{tuple(output.shape)}; use ({n},) or ({output.shape[0]}, {n})")
+        rows = channels.shape[0] if channels.ndim == 2 else 1
+        return channels.to(output.device).reshape(rows, n, *[1] * (output.ndim - 2))
     idx = torch.as_tensor(channels, dtype=torch.long).reshape(-1)
     if idx.numel() and (idx.min() < -n or idx.max() >= n):
         raise IndexError(f"channels {idx.tolist()} out of range for {n} channels")

@@ -179,3 +179,17 @@ def test_captum_layer_attribution(model, x):
     lig = captum.LayerIntegratedGradients(lambda inp: model(inp)[1], layer)
     attr = lig.attribute(x[:1], n_steps=4)
     assert attr.shape == (1, 32, 16, 16)
+
+
+def test_per_sample_channel_mask(model, x):
+    """A (N, C) bool mask patches a different channel set in each row, like separate passes."""
+    mask = torch.zeros(3, 32, dtype=torch.bool)
+    mask[0, 3], mask[2, [5, 7]] = True, True
+    with torch.no_grad():
+        logits, value = run_with_hooks(model, x, [(LAYER, zero(channels=mask))])
+        for i, chans in enumerate([[3], [], [5, 7]]):
+            ref_logits, ref_value = run_with_hooks(model, x[i:i + 1], [(LAYER, zero(chans))])
+            torch.testing.assert_close(logits[i:i + 1], ref_logits)
+            torch.testing.assert_close(value[i:i + 1], ref_value)
+        with pytest.raises(ValueError, match="does not fit"):
+            run_with_hooks(model, x, [(LAYER, zero(channels=mask[:2]))])

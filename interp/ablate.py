@@ -1,0 +1,336 @@
+"""Channel ablations: knock out channels of a layer (or the R/G/B input colours) and measure
+what changes against the unablated agent on the same levels.
+
+    result = ablate(model, "coinrun-random-coin", "embedder.block2.res1.resadd", mode="zero")
+    result.table(rank_by="return")[:5]          # ranked conditions with 95% intervals
+    result.write_report("reports/block2")       # CSV, markdown, PNG
+
+Every condition (a channel set) and the baseline (nothing ablated) run as groups of one
+:func:`~interp.rollout.run_episodes` batch: same level seeds, same action random numbers,
+one forward pass per step with a per-row channel mask, so a sweep over every channel costs
+about one evaluation of a large batch, not one evaluation per channel. Output effects (KL of
+the policy, |change of value|) are measured on the baseline agent's own observations.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp import hooks
+from interp.envs import EnvSpec
+from interp.models import preprocess
+from interp.rollout import Episodes, as_spec, check_agent_env, run_episodes, sample_frames
+from interp.stats import bootstrap_mean, rate
+
+INPUT = "input"  # pseudo-layer: the preprocessed observation, channels R, G, B
+COLOURS = "RGB"
+MODES = ("zero", "mean", "resample")
+OUTPUT_METRICS = ("kl", "dvalue")  # KL(policy || ablated policy), |value - ablated value|
+
+
+class AblationError(ValueError):
+    """Bad layer, channels, mode or statistics for an ablation."""
+
+
+# -- layers and statistics ---------------------------------------------------------------------
+def layer_channels(model: nn.Module, layer: str) -> int:
+    """Number of channels (dim 1) of ``layer`` (an exact hook name or ``"input"``)."""
+    if layer == INPUT:
+        return model.config.in_channels
+    names = hooks.resolve_names(model, layer)  # raises UnknownLayerError listing valid names
+    if len(names) != 1 or names[0] != layer:
+        raise AblationError(f"give one exact layer name, not a pattern ({layer!r} matches "
+                            f"{', '.join(names)})")
+    with torch.no_grad():
+        _, _, cache = hooks.run_with_cache(model, torch.zeros(1, model.config.in_channels, 64, 64,
+                                                              device=_device(model)), layer)
+    return cache[layer].shape[1]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _activations(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
+    if layer == INPUT:
+        return x
+    return hooks.run_with_cache(model, x, layer)[2][layer]
+
+
+@dataclass
+class ActivationStats:
+    """Activations of one layer on the unablated agent's frames: ``mean`` (one activation,
+    averaged per channel and position) for mean ablation, ``samples`` (M, ...) for resampling."""
+
+    layer: str
+    mean: torch.Tensor
+    samples: torch.Tensor
+
+    def save(self, path: str | Path) -> Path:
+        torch.save({"layer": self.layer, "mean": self.mean, "samples": self.samples}, path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ActivationStats:
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(d["layer"], d["mean"], d["samples"])
+        except Exception as e:
+            raise AblationError(f"{path}: not an activation-stats file ({e})") from e
+
+
+@torch.no_grad()
+def collect_stats(model: nn.Module, env: str | EnvSpec, layer: str, *, frames: int = 256,
+                  seed: int = 0, device: torch.device | str | None = None) -> ActivationStats:
+    """Activation statistics of ``layer`` over ``frames`` frames of the agent's own play
+    (:func:`~interp.rollout.sample_frames`, every 5th step of 8 envs with env seed ``seed``)."""
+    layer_channels(model, layer)
+    device = device or _device(model)
+    obs = sample_frames(model, env, frames, seed=seed, labels=False, device=device).obs
+    acts = torch.cat([_activations(model, layer, preprocess(obs[i:i + 256], device))
+                      for i in range(0, len(obs), 256)]).cpu()
+    return ActivationStats(layer, acts.mean(0), acts)
+
+
+# -- per-row patched policy --------------------------------------------------------------------
+def _patched(model: nn.Module, layer: str, mode: str, stats: ActivationStats | None):
+    """``fn(x, masks, donors) -> (logits, value)`` with row i of ``x`` ablated on the channels
+    ``masks[i]``; in resample mode row i takes its values from ``stats.samples[donors[i]]``."""
+    def fn(x: torch.Tensor, masks: torch.Tensor, donors: np.ndarray | None = None):
+        if mode == "zero":
+            patch = hooks.zero(masks)
+        elif mode == "mean":
+            patch = hooks.mean(stats.mean, masks)
+        else:
+            patch = hooks.replace(stats.samples[torch.as_tensor(donors)], masks)
+        if layer == INPUT:
+            return model(patch(x, INPUT))
+        return hooks.run_with_hooks(model, x, [(layer, patch)])
+    return fn
+
+
+# -- statistics --------------------------------------------------------------------------------
+def _nanmean(v: np.ndarray) -> float:
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else math.nan
+
+
+# -- result ------------------------------------------------------------------------------------
+@dataclass
+class AblationResult:
+    """Episodes of the baseline (group 0) and every condition (group c + 1), on the same levels;
+    ``kl`` / ``dvalue``: (conditions, envs * episodes) per-episode means over sampled frames."""
+
+    layer: str
+    mode: str
+    conditions: list[tuple[int, ...]]
+    episodes: Episodes
+    kl: np.ndarray
+    dvalue: np.ndarray
+    spec: EnvSpec
+
+    @property
+    def names(self) -> list[str]:
+        if self.layer == INPUT:
+            return ["+".join(COLOURS[c] for c in cond) for cond in self.conditions]
+        return ["ch " + "+".join(map(str, cond)) for cond in self.conditions]
+
+    @property
+    def behaviour_metrics(self) -> list[str]:
+        return list(self.episodes.metrics)
+
+    def _per_episode(self, metric: str, group: int) -> np.ndarray:
+        v = self.episodes.metrics[metric][group].reshape(-1).copy()
+        v[~self.episodes.valid[group].reshape(-1)] = np.nan
+        return v
+
+    def baseline(self) -> dict[str, tuple[float, float, float]]:
+        """Baseline behaviour: metric -> (mean, lo, hi)."""
+        return {m: bootstrap_mean(self._per_episode(m, 0)) for m in self.behaviour_metrics}
+
+    def rates(self, metric: str) -> list[tuple[float, float, float]]:
+        """(rate, lo, hi) of a 0/1 behaviour metric (Wilson 95% interval) for the baseline,
+        then every condition."""
+        return [rate(self._per_episode(metric, g)) for g in range(len(self.conditions) + 1)]
+
+    def table(self, rank_by: str = "return") -> list[dict]:
+        """One row per condition, ranked by the size of its effect on ``rank_by`` (a behaviour
+        metric: ablated minus baseline, paired by level; or ``kl`` / ``dvalue``)."""
+        valid_keys = self.behaviour_metrics + list(OUTPUT_METRICS)
+        if rank_by not in valid_keys:
+            raise AblationError(f"cannot rank by {rank_by!r}; choose one of "
+                                f"{', '.join(valid_keys)}")
+        rows = []
+        for c, (name, cond) in enumerate(zip(self.names, self.conditions)):
+            both = self.episodes.valid[0].reshape(-1) & self.episodes.valid[c + 1].reshape(-1)
+            row = {"condition": name, "channels": " ".join(map(str, cond)), "n": int(both.sum())}
+            for m in self.behaviour_metrics:
+                base, abl = self._per_episode(m, 0), self._per_episode(m, c + 1)
+                row[f"{m}_base"], row[f"{m}_ablated"] = _nanmean(base), _nanmean(abl)
+                row[f"d_{m}"], row[f"d_{m}_lo"], row[f"d_{m}_hi"] = bootstrap_mean(abl - base)
+            for m, values in (("kl", self.kl), ("dvalue", self.dvalue)):
+                row[m], row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_mean(values[c])
+            rows.append(row)
+        key = rank_by if rank_by in OUTPUT_METRICS else f"d_{rank_by}"
+        rows.sort(key=lambda r: -abs(r[key]) if not math.isnan(r[key]) else math.inf)
+        return [{"rank": i + 1, **r} for i, r in enumerate(rows)]
+
+    def markdown(self, rank_by: str = "return", top: int | None = None) -> str:
+        """The ranked table as markdown (effects with 95% intervals)."""
+        rows = self.table(rank_by)[:top]
+        metrics = [m for m in self.behaviour_metrics if m != "steps_to_goal"]
+        head = ["rank", "condition", "n"] + [f"Δ{m}" for m in metrics] + ["KL", "|Δvalue|"]
+        ci = lambda r, k: f"{r[k]:+.3g} [{r[k + '_lo']:+.3g}, {r[k + '_hi']:+.3g}]"  # noqa: E731
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [str(r["rank"]), r["condition"], str(r["n"])]
+            cells += [ci(r, f"d_{m}") for m in metrics]
+            cells += [f"{r[k]:.3g} [{r[k + '_lo']:.3g}, {r[k + '_hi']:.3g}]"
+                      for k in OUTPUT_METRICS]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def write_report(self, out: str | Path, rank_by: str = "return", top: int = 30
+                     ) -> list[Path]:
+        """Write ``ablation.csv``, ``ablation.md``, ``ablate-effects.png`` and
+        ``ablate-behaviour.png`` (the ``top`` conditions) to ``out``; returns the paths."""
+        from interp import plots
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = self.table(rank_by)
+        with open(out / "ablation.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        base = self.baseline()
+        n = int(self.episodes.valid[0].sum())
+        summary = ", ".join(f"{m} {v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]" for m, v in base.items())
+        (out / "ablation.md").write_text(
+            f"# Ablation: {self.mode} on `{self.layer}`, env `{self.spec.variant}`\n\n"
+            f"Baseline (unablated, n={n} episodes): {summary}.\n\n"
+            f"Ranked by |effect on {rank_by}|. Behaviour effects are ablated minus baseline, "
+            "paired by level (same env, same episode index); KL(policy ‖ ablated) and "
+            "|Δvalue| are means over the baseline agent's sampled frames (per-episode means). "
+            "Brackets: 95% percentile-bootstrap intervals over episodes.\n\n"
+            f"{self.markdown(rank_by)}\n")
+        paths = [out / "ablation.csv", out / "ablation.md"]
+        paths.append(plots.ablation_effects(self, rows[:top], rank_by, out / "ablate-effects.png"))
+        order = [self.names.index(r["condition"]) for r in rows[:top]]
+        paths.append(plots.ablation_behaviour(self, order, out / "ablate-behaviour.png"))
+        return paths
+
+
+# -- the experiment ----------------------------------------------------------------------------
+def check_conditions(model: nn.Module, layer: str,
+                     conditions: Sequence[Sequence[int]] | None) -> list[tuple[int, ...]]:
+    """Validate channel sets (None: every channel alone); the error lists the valid range."""
+    n = layer_channels(model, layer)
+    if conditions is None:
+        return [(c,) for c in range(n)]
+    valid = (f"R, G, B (0-2)" if layer == INPUT else f"0-{n - 1}")
+    out = []
+    for cond in conditions:
+        cond = tuple(int(c) for c in cond)
+        bad = [c for c in cond if not 0 <= c < n]
+        if not cond or bad:
+            raise AblationError(f"channel(s) {bad or '(none)'} not in layer {layer!r}, which has "
+                                f"{n} channels: {valid}")
+        out.append(cond)
+    return out
+
+
+@torch.no_grad()
+def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
+           conditions: Sequence[Sequence[int]] | None = None, *, mode: str = "zero",
+           stats: ActivationStats | None = None, episodes: int = 32, num_envs: int = 16,
+           seed: int = 0, max_steps: int | None = None, frames: int = 256,
+           batch: int = 16, device: torch.device | str | None = None) -> AblationResult:
+    """Ablate each channel set in ``conditions`` (None: every channel of ``layer`` alone).
+
+    ``layer``: a hook name or ``"input"`` (channels 0/1/2 = R/G/B of the observation).
+    ``mode``: ``zero``; ``mean`` (the channel's mean activation map) or ``resample`` (the
+    channel's activation on a random frame), both from ``stats``, collected from 256 frames
+    of the unablated agent on env seed ``seed + 1`` when not given. ``episodes`` per condition
+    (split over ``num_envs`` envs); up to ``batch`` conditions share one batched rollout;
+    ``frames``: baseline observations for the KL / |Δvalue| measurements.
+    """
+    if mode not in MODES:
+        raise AblationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    spec = as_spec(env)
+    check_agent_env(model, spec)
+    conditions = check_conditions(model, layer, conditions)
+    device = torch.device(device or _device(model))
+    if mode == "zero":
+        stats = None
+    else:
+        stats = stats or collect_stats(model, spec, layer, seed=seed + 1, device=device)
+        if stats.layer != layer:
+            raise AblationError(f"stats are for layer {stats.layer!r}, not {layer!r}")
+        stats = ActivationStats(layer, stats.mean.to(device), stats.samples.to(device))
+    n = layer_channels(model, layer)
+    masks = torch.zeros(len(conditions) + 1, n, dtype=torch.bool, device=device)
+    for g, cond in enumerate(conditions, 1):
+        masks[g, list(cond)] = True
+
+    fn, parts, frames_seen = _patched(model, layer, mode, stats), [], None
+    E = min(num_envs, episodes)
+    for start in range(0, len(masks), batch):
+        group_masks, rng = masks[start:start + batch], np.random.default_rng(seed)
+
+        def policy(x, rows, group_masks=group_masks, rng=rng):
+            # resample donors: one draw per env and step, shared by all groups
+            donors = rng.integers(len(stats.samples), size=E)[rows % E] if mode == "resample" \
+                else None
+            return fn(x, group_masks[torch.as_tensor(rows // E, device=device)], donors)
+        ep = run_episodes(model, spec, groups=len(group_masks), episodes=episodes,
+                          num_envs=num_envs, seed=seed, policy=policy, max_steps=max_steps,
+                          keep_frames=frames if start == 0 else 0, device=device)
+        frames_seen = ep.frames if start == 0 else frames_seen
+        parts.append(ep)
+    episodes_all = Episodes({k: np.concatenate([p.metrics[k] for p in parts])
+                             for k in parts[0].metrics},
+                            *(np.concatenate([getattr(p, f) for p in parts])
+                              for f in ("level_seed", "truncated", "valid")))
+    kl, dvalue = _output_effects(model, layer, mode, stats, masks[1:], frames_seen,
+                                 episodes_all.valid.shape[1:], seed, device)
+    return AblationResult(layer, mode, conditions, episodes_all, kl, dvalue, spec)
+
+
+def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, device,
+                    rows_per_pass: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-episode mean KL(policy || ablated) and |Δvalue| on the baseline's frames."""
+    E, K = shape
+    kl = np.full((len(masks), E * K), np.nan)
+    dvalue = kl.copy()
+    if frames is None or not len(frames):
+        return kl, dvalue
+    x = preprocess(frames.obs, device)
+    logits, value = model(x)
+    logp = torch.log_softmax(logits.double(), -1)
+    fn, rng = _patched(model, layer, mode, stats), np.random.default_rng(seed)
+    per_pass = max(1, rows_per_pass // len(x))
+    frame_kl, frame_dv = [], []
+    for start in range(0, len(masks), per_pass):
+        m = masks[start:start + per_pass]
+        rows = torch.arange(len(m), device=device).repeat_interleave(len(x))
+        donors = rng.integers(len(stats.samples), size=len(rows)) \
+            if mode == "resample" else None
+        a_logits, a_value = fn(x.repeat(len(m), 1, 1, 1), m[rows], donors)
+        a_logp = torch.log_softmax(a_logits.double(), -1).reshape(len(m), len(x), -1)
+        frame_kl.append((logp.exp() * (logp - a_logp)).sum(-1))
+        frame_dv.append((a_value.reshape(len(m), len(x)) - value).abs())
+    frame_kl, frame_dv = (torch.cat(v).cpu().numpy() for v in (frame_kl, frame_dv))
+    episode_id = frames.env * K + frames.episode
+    for e in np.unique(episode_id):
+        sel = episode_id == e
+        kl[:, e], dvalue[:, e] = frame_kl[:, sel].mean(1), frame_dv[:, sel].mean(1)
+    return kl, dvalue

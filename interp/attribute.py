@@ -1,0 +1,331 @@
+"""Gradient attributions of the critic and the actor (captum), Fig. 9 style maps, and the share
+of attribution mass on each object of the frame.
+
+    result = attribute(model, "coinrun-random-coin", ["value", "action"], "gradient", frames=64)
+    result.shares()                 # per object: share of |attribution| per target, uniform share
+    result.write("out/attr")        # attribute-grid.png, attribute-shares.csv/.png
+
+Targets: ``value`` (critic), ``action`` (log-probability of the action the agent took),
+``action-logit`` (its logit), ``logit:K`` (the logit of action K). Pixel methods attribute to
+the (N, 3, 64, 64) input; layer methods to a layer's (N, C, h, w) output (``layer=``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interp import hooks
+from interp.envs import EnvSpec, get_variant
+from interp.envs.labels import to_pixels
+from interp.models import preprocess
+from interp.rollout import Frames, as_spec, check_agent_env, sample_frames
+from interp.stats import bootstrap_mean
+
+PIXEL_METHODS = ("gradient", "saliency", "integrated-gradients", "input-x-gradient")
+LAYER_METHODS = ("layer-integrated-gradients", "gradcam")
+METHODS = PIXEL_METHODS + LAYER_METHODS
+NEEDS_BASELINE = ("integrated-gradients", "layer-integrated-gradients")
+SIGNED = ("gradient", "integrated-gradients", "input-x-gradient", "layer-integrated-gradients")
+BASELINES = ("black", "mean", "blur", "none")
+TARGETS = ("value", "action", "action-logit", "logit:K")
+FRAME = 64
+
+
+class AttributionError(ValueError):
+    """Bad target, method, layer or baseline."""
+
+
+# -- targets -----------------------------------------------------------------------------------
+def check_target(target: str, num_actions: int) -> str:
+    """Validate a target name (see module docstring); returns it."""
+    if target in TARGETS[:3]:
+        return target
+    kind, _, k = target.partition(":")
+    if kind == "logit" and k.isdigit() and int(k) < num_actions:
+        return target
+    raise AttributionError(f"unknown target {target!r}; choose value, action, action-logit or "
+                           f"logit:K with K in 0-{num_actions - 1}")
+
+
+class TargetHead(nn.Module):
+    """An agent seen as one score table: value (N, 1), action log-probs or logits (N, A).
+    :func:`captum_target` picks the column per sample."""
+
+    def __init__(self, model: nn.Module, target: str):
+        super().__init__()
+        self.model, self.target = model, target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, value = self.model(x)
+        if self.target == "value":
+            return value.reshape(-1, 1)
+        return torch.log_softmax(logits, -1) if self.target == "action" else logits
+
+
+def captum_target(target: str, actions: torch.Tensor | None) -> int | torch.Tensor:
+    if target == "value":
+        return 0
+    if target.startswith("logit:"):
+        return int(target.split(":")[1])
+    if actions is None:
+        raise AttributionError(f"target {target!r} needs the chosen actions")
+    return actions
+
+
+# -- methods -----------------------------------------------------------------------------------
+def check_method(model: nn.Module, method: str, layer: str | None, baseline) -> None:
+    """Raise :class:`AttributionError` for an unknown method, a layer method without a spatial
+    layer (or a pixel method with one), or a baseline method without a baseline."""
+    if method not in METHODS:
+        raise AttributionError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method in LAYER_METHODS:
+        if layer is None:
+            raise AttributionError(f"{method} attributes to a layer: give --layer, e.g. "
+                                   "embedder.block3.res2.resadd (`interp` lists valid names "
+                                   "when one is wrong)")
+        hooks.resolve_names(model, layer)
+        if layer not in hooks.hook_names(model):
+            raise AttributionError(f"give one exact layer name, not a pattern: {layer!r}")
+        with torch.no_grad():
+            x = torch.zeros(1, 3, FRAME, FRAME, device=next(model.parameters()).device)
+            _, _, cache = hooks.run_with_cache(model, x, layer)
+        if cache[layer].ndim != 4:
+            raise AttributionError(f"layer {layer!r} has shape {tuple(cache[layer].shape[1:])}, "
+                                   "no spatial map; pick a conv/relu/pool/resadd layer")
+    elif layer is not None:
+        raise AttributionError(f"{method} attributes to pixels and takes no layer; layer "
+                               f"methods: {', '.join(LAYER_METHODS)}")
+    if isinstance(baseline, str) and baseline not in BASELINES:
+        raise AttributionError(f"unknown baseline {baseline!r}; choose one of "
+                               f"{', '.join(BASELINES)}")
+    if method in NEEDS_BASELINE and (baseline is None or baseline == "none"):
+        raise AttributionError(f"{method} needs a baseline: black, mean or blur")
+
+
+def make_baseline(baseline: str | torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """``black`` (zeros), ``mean`` (the mean of the frames ``x``), ``blur`` (each frame blurred,
+    kernel 15, sigma 5: objects vanish), ``none``, or a tensor broadcastable to ``x``."""
+    if baseline is None or isinstance(baseline, torch.Tensor):
+        return baseline
+    return {"black": lambda: torch.zeros_like(x), "mean": lambda: x.mean(0, keepdim=True),
+            "blur": lambda: gaussian_blur(x, 15, 5.0), "none": lambda: None}[baseline]()
+
+
+def attributions(model: nn.Module, x: torch.Tensor, target: str, method: str, *,
+                 actions: torch.Tensor | None = None, layer: str | None = None,
+                 baseline: str | torch.Tensor | None = "black", n_steps: int = 32
+                 ) -> torch.Tensor:
+    """Raw captum attributions of ``target`` for frames ``x`` (float NCHW): shaped like ``x``
+    for pixel methods, like the layer's output for layer methods ((N, 1, h, w) for gradcam).
+    ``gradient`` is the plain signed gradient; ``saliency`` its absolute value."""
+    import captum.attr as ca
+
+    check_method(model, method, layer, baseline)
+    head = TargetHead(model, target)
+    tgt = captum_target(target, actions)
+    base = make_baseline(baseline, x)
+    x = x.detach().requires_grad_()
+    if method in ("gradient", "saliency"):
+        return ca.Saliency(head).attribute(x, target=tgt, abs=method == "saliency").detach()
+    if method == "input-x-gradient":
+        return ca.InputXGradient(head).attribute(x, target=tgt).detach()
+    if method == "integrated-gradients":
+        return ca.IntegratedGradients(head).attribute(
+            x, baselines=base, target=tgt, n_steps=n_steps, internal_batch_size=256).detach()
+    module = model.get_submodule(layer)
+    if method == "layer-integrated-gradients":
+        return ca.LayerIntegratedGradients(head, module).attribute(
+            x, baselines=base, target=tgt, n_steps=n_steps, internal_batch_size=256).detach()
+    return ca.LayerGradCam(head, module).attribute(x, target=tgt, relu_attributions=True).detach()
+
+
+def _to_frame(a: torch.Tensor) -> torch.Tensor:
+    """(N, 1, h, w) -> (N, 64, 64), bilinear."""
+    return F.interpolate(a, size=(FRAME, FRAME), mode="bilinear", align_corners=False)[:, 0]
+
+
+def pixel_map(attr: torch.Tensor, method: str) -> torch.Tensor:
+    """(N, 64, 64) map: channel mean for pixel methods (Fig. 9), channel sum upsampled to the
+    frame for layer methods."""
+    return attr.mean(1) if method in PIXEL_METHODS else _to_frame(attr.sum(1, keepdim=True))
+
+
+def mass_map(attr: torch.Tensor, method: str) -> torch.Tensor:
+    """(N, 64, 64) attribution mass: |attr| summed over colour channels for pixel methods,
+    |channel-summed map| upsampled for layer methods."""
+    return attr.abs().sum(1) if method in PIXEL_METHODS else _to_frame(
+        attr.sum(1, keepdim=True)).abs()
+
+
+def gaussian_blur(x: torch.Tensor, kernel: int = 5, sigma: float = 5.0) -> torch.Tensor:
+    """Separable Gaussian blur of (N, H, W) or (N, C, H, W) maps, reflect padding."""
+    r = torch.arange(kernel, dtype=x.dtype, device=x.device) - (kernel - 1) / 2
+    k = torch.exp(-r**2 / (2 * sigma**2))
+    k = k / k.sum()
+    y = x.reshape(-1, 1, *x.shape[-2:])
+    pad = kernel // 2
+    y = F.conv2d(F.pad(y, (pad, pad, 0, 0), mode="reflect"), k.reshape(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, pad, pad), mode="reflect"), k.reshape(1, 1, -1, 1))
+    return y.reshape(x.shape)
+
+
+def fig9_map(m: torch.Tensor) -> torch.Tensor:
+    """Langosco et al. Fig. 9: divide each frame's map by its largest |value|, then blur (5, 5)."""
+    scale = m.abs().amax((-2, -1), keepdim=True).clamp_min(1e-12)
+    return gaussian_blur(m / scale, 5, 5.0)
+
+
+# -- object masks ------------------------------------------------------------------------------
+def _box(px: np.ndarray, py: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(N, 64, 64) bool: pixels whose centre lies in the w x h box centred at (px, py)."""
+    u = np.arange(FRAME) + 0.5
+    inx = np.abs(u[None, :] - np.asarray(px, float)[:, None]) < np.asarray(w)[:, None] / 2
+    iny = np.abs(u[None, :] - np.asarray(py, float)[:, None]) < np.asarray(h)[:, None] / 2
+    return iny[:, :, None] & inx[:, None, :]
+
+
+def object_masks(labels: dict[str, np.ndarray], game: str) -> dict[str, np.ndarray]:
+    """A partition of every frame into object regions (N, 64, 64) bool, from the labels and the
+    view geometry (``view_dim``, ``center_x``, ``center_y``; one tile = 64 / view_dim px).
+
+    Regions, each one tile square unless said: ``goal`` (coin / cheese cell, drawn or not),
+    ``distractor`` (its cell, maze variants with one), ``agent`` (centred on the agent),
+    ``end_wall`` (coinrun: the end wall's first column, full height), ``corner`` (maze: the
+    top-right maze cell), ``other`` (the rest). Where regions overlap, the earlier one in this
+    order keeps the pixel, so the regions partition the frame.
+    """
+    cell = FRAME / labels["view_dim"]
+    px = lambda x, y: to_pixels(labels, np.asarray(x, float), np.asarray(y, float))  # noqa: E731
+    absent = lambda flag, v: np.where(np.asarray(flag) > 0, v, np.nan)  # noqa: E731
+    regions = {"goal": _box(absent(labels["goal_present"], labels["goal_px"]),
+                            labels["goal_py"], cell, cell)}
+    if game == "maze" and (labels["distractor_present"] > 0).any():
+        dx, dy = px(labels["distractor_x"] + 0.5, labels["distractor_y"] + 0.5)
+        regions["distractor"] = _box(absent(labels["distractor_present"], dx), dy, cell, cell)
+    regions["agent"] = _box(labels["agent_px"], labels["agent_py"], cell, cell)
+    if game == "coinrun":
+        left, _ = px(labels["end_wall_x"], 0)
+        regions["end_wall"] = _box(left + cell / 2, np.full_like(cell, FRAME / 2), cell,
+                                   np.full_like(cell, 2 * FRAME))
+    if game == "maze":
+        regions["corner"] = _box(*px(labels["corner_x"] + 0.5, labels["corner_y"] + 0.5),
+                                 cell, cell)
+    taken = np.zeros_like(regions["goal"])
+    out = {}
+    for name, mask in regions.items():
+        out[name] = mask & ~taken
+        taken |= mask
+    out["other"] = ~taken
+    return out
+
+
+def mass_shares(mass: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-frame share of total attribution mass in each region: name -> (N,); NaN where a
+    frame has no mass. Over a partition the shares of a frame sum to 1."""
+    total = mass.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {k: np.where(total > 0, (mass * m).sum((1, 2)) / total, np.nan)
+                for k, m in masks.items()}
+
+
+# -- the experiment ----------------------------------------------------------------------------
+@dataclass
+class AttributionResult:
+    """Attributions of several targets on the same frames; maps are (N, 64, 64) arrays."""
+
+    method: str
+    targets: list[str]
+    frames: Frames
+    values: np.ndarray  # critic value per frame
+    maps: dict[str, np.ndarray]  # target -> signed pixel map (see pixel_map)
+    mass: dict[str, np.ndarray]  # target -> attribution mass (see mass_map)
+    masks: dict[str, np.ndarray]  # object -> region (see object_masks)
+    spec: EnvSpec
+
+    @property
+    def signed(self) -> bool:
+        return self.method in SIGNED
+
+    @property
+    def display_maps(self) -> dict[str, np.ndarray]:
+        """Fig. 9 maps (normalised per frame, blurred) for the overlays."""
+        return {t: fig9_map(torch.from_numpy(m)).numpy() for t, m in self.maps.items()}
+
+    def shares(self) -> list[dict]:
+        """One row per object: ``frames`` (frames where it is in view), ``uniform`` (share a
+        uniform map would give: mean area fraction), per target the mean share over frames with
+        its 95% bootstrap interval (over frames) and ``{target}_ratio`` = share / uniform."""
+        per_target = {t: mass_shares(self.mass[t], self.masks) for t in self.targets}
+        rows = []
+        for obj, mask in self.masks.items():
+            area = mask.mean((1, 2))
+            row = {"object": obj, "frames": int((area > 0).sum()), "uniform": float(area.mean())}
+            for t in self.targets:
+                mean, lo, hi = bootstrap_mean(per_target[t][obj])
+                row.update({t: mean, f"{t}_lo": lo, f"{t}_hi": hi,
+                            f"{t}_ratio": mean / row["uniform"] if row["uniform"] else math.nan})
+            rows.append(row)
+        return rows
+
+    def grid_indices(self, n: int) -> list[int]:
+        """``n`` frames evenly spread over those showing the goal (over all if too few)."""
+        shown = np.flatnonzero(self.frames.labels.get("goal_visible", np.zeros(0)) > 0)
+        pool = shown if len(shown) >= n else np.arange(len(self.frames))
+        picks = np.linspace(0, len(pool) - 1, min(n, len(pool))).astype(int)
+        return sorted({int(pool[i]) for i in picks})
+
+    def write(self, out: str | Path, grid: int = 6) -> list[Path]:
+        """Write ``attribute-grid.png`` (``grid`` frames), ``attribute-shares.csv`` and
+        ``attribute-shares.png`` to ``out``; returns the paths."""
+        from interp import plots
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = self.shares()
+        with open(out / "attribute-shares.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return [plots.attribution_grid(self, self.grid_indices(grid), out / "attribute-grid.png"),
+                out / "attribute-shares.csv",
+                plots.attribution_shares(rows, self.targets, out / "attribute-shares.png")]
+
+
+def attribute(model: nn.Module, env: str | EnvSpec, targets: Sequence[str] = ("value", "action"),
+              method: str = "gradient", *, layer: str | None = None,
+              baseline: str | torch.Tensor | None = "black", frames: int = 32, num_envs: int = 8,
+              every: int = 5, seed: int = 0, n_steps: int = 32, chunk: int = 32,
+              device: torch.device | str | None = None) -> AttributionResult:
+    """Attribute each target on ``frames`` frames of the agent's own play (every ``every``-th
+    step of ``num_envs`` envs, env seed ``seed``); ``action`` targets the action it took."""
+    spec = as_spec(env)
+    check_agent_env(model, spec)
+    targets = [check_target(t, model.config.num_actions) for t in targets]
+    check_method(model, method, layer, baseline)
+    device = torch.device(device or next(model.parameters()).device)
+    fr = sample_frames(model, spec, frames, num_envs=num_envs, every=every, seed=seed,
+                       device=device)
+    x = preprocess(fr.obs, device)
+    actions = torch.as_tensor(fr.actions, device=device)
+    base = make_baseline(baseline, x)
+    with torch.no_grad():
+        values = model(x)[1].cpu().numpy()
+    maps, mass = {}, {}
+    for t in targets:
+        raw = [attributions(model, x[i:i + chunk], t, method, actions=actions[i:i + chunk],
+                            layer=layer, baseline=base if base is None or base.shape[0] == 1
+                            else base[i:i + chunk], n_steps=n_steps)
+               for i in range(0, len(x), chunk)]
+        maps[t] = torch.cat([pixel_map(r, method) for r in raw]).cpu().numpy()
+        mass[t] = torch.cat([mass_map(r, method) for r in raw]).cpu().numpy()
+    masks = object_masks(fr.labels, get_variant(spec.variant).game)
+    return AttributionResult(method, targets, fr, values, maps, mass, masks, spec)

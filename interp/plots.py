@@ -1,0 +1,139 @@
+"""Figures of the ablation and attribution reports (matplotlib, Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from interp.ablate import AblationResult
+    from interp.attribute import AttributionResult
+
+ACTION_NAMES = ("left-down", "left", "left-up", "down", "noop", "up", "right-down", "right",
+                "right-up", "D", "A", "W", "S", "Q", "E")
+OUTLINE_COLOURS = ("yellow", "magenta", "white", "lime", "cyan")  # object masks, in mask order
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return Path(path)
+
+
+def _hbars(ax, labels, mean, lo, hi, title, colour):
+    y = np.arange(len(labels))[::-1]
+    mean, lo, hi = (np.nan_to_num(np.asarray(v, float)) for v in (mean, lo, hi))
+    ax.barh(y, mean, color=colour, alpha=0.8)
+    ax.errorbar(mean, y, xerr=[mean - lo, hi - mean], fmt="none", ecolor="black", capsize=2,
+                lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.set_title(title, fontsize=10)
+
+
+def ablation_effects(result: AblationResult, rows: list[dict], rank_by: str, path: Path) -> Path:
+    """Ranked effect bars with 95% intervals: the ranking metric, KL and |Δvalue|."""
+    plt = _plt()
+    labels = [r["condition"] for r in rows]
+    panels = ([f"d_{rank_by}"] if rank_by not in ("kl", "dvalue") else []) + ["kl", "dvalue"]
+    titles = {f"d_{rank_by}": f"Δ {rank_by} (ablated − baseline)",
+              "kl": "KL(policy ‖ ablated policy)", "dvalue": "mean |Δ value|"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.9 + 0.24 * len(rows)),
+                             sharey=True, squeeze=False)
+    for ax, key, colour in zip(axes[0], panels, ("tab:red", "tab:blue", "tab:green")):
+        _hbars(ax, labels, [r[key] for r in rows], [r[f"{key}_lo"] for r in rows],
+               [r[f"{key}_hi"] for r in rows], titles[key], colour)
+    fig.suptitle(f"{result.mode} ablation of {result.layer} on {result.spec.variant} "
+                 f"(ranked by {rank_by}; 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablation_behaviour(result: AblationResult, order: list[int], path: Path) -> Path:
+    """Behaviour rates (success, reached end, distractor) per condition, one panel per metric;
+    the dashed line is the baseline's rate."""
+    plt = _plt()
+    metrics = [m for m in ("success", "reached_end", "distractor") if m in result.behaviour_metrics]
+    labels = [result.names[c] for c in order]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 1.0 + 0.24 * len(order)),
+                             sharey=True, squeeze=False)
+    for ax, m, colour in zip(axes[0], metrics, ("tab:orange", "tab:purple", "tab:brown")):
+        rates = result.rates(m)
+        stats = np.array([rates[c + 1] for c in order]).reshape(-1, 3)
+        _hbars(ax, labels, *stats.T, f"{m.replace('_', ' ')} rate", colour)
+        ax.axvline(rates[0][0], color="black", ls="--", lw=1, label=f"baseline {rates[0][0]:.2f}")
+        ax.set_xlim(0, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
+    n = int(result.episodes.valid[0].sum())
+    fig.suptitle(f"Behaviour per condition, {result.mode} ablation of {result.layer} "
+                 f"(n={n} episodes each; 95% CI)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attribution_grid(result: AttributionResult, indices: list[int], path: Path) -> Path:
+    """Rows of frames; columns: the frame, then one Fig. 9 style overlay per target."""
+    plt = _plt()
+    cols = 1 + len(result.targets)
+    fig, axes = plt.subplots(len(indices), cols, figsize=(2.3 * cols, 2.4 * len(indices)),
+                             squeeze=False)
+    signed = result.signed
+    for row, i in zip(axes, indices):
+        frame = result.frames.obs[i]
+        row[0].imshow(frame)
+        for (obj, mask), colour in zip(result.masks.items(), OUTLINE_COLOURS):
+            if obj != "other" and mask[i].any():
+                row[0].contour(mask[i], levels=[0.5], colors=colour, linewidths=0.8)
+        row[0].set_title(f"V={result.values[i]:.2f}  a={ACTION_NAMES[result.frames.actions[i]]}",
+                         fontsize=8)
+        for ax, target in zip(row[1:], result.targets):
+            m = result.display_maps[target][i]
+            m = m / max(np.abs(m).max(), 1e-12)  # full colour range for each panel
+            ax.imshow(frame.mean(-1), cmap="gray", vmin=0, vmax=255)
+            ax.imshow(m, cmap="bwr" if signed else "inferno", vmin=-1 if signed else 0, vmax=1,
+                      alpha=np.clip(np.abs(m), 0, 1) * 0.85)
+            ax.set_title(target, fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    kind = "red +, blue −" if signed else "magnitude"
+    outlines = ", ".join(f"{o} {c}" for o, c in zip(result.masks, OUTLINE_COLOURS) if o != "other")
+    fig.suptitle(f"{result.method} attribution ({kind}); Fig. 9 processing: ÷ max |attr|, "
+                 f"Gaussian blur (5, σ=5), full scale per panel\nobject masks: {outlines}",
+                 fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def attribution_shares(rows: list[dict], targets: list[str], path: Path) -> Path:
+    """Attribution mass share per object, one bar per target, beside the uniform-map share
+    (the rest of the frame, ``other``, is given in the title)."""
+    plt = _plt()
+    rest = next(r for r in rows if r["object"] == "other")
+    rows = [r for r in rows if r["object"] != "other"]
+    x = np.arange(len(rows))
+    width = 0.8 / (len(targets) + 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rows)), 3.4))
+    for j, t in enumerate(targets):
+        mean, lo, hi = (np.nan_to_num([r[f"{t}{s}"] for r in rows]) for s in ("", "_lo", "_hi"))
+        ax.bar(x + j * width, mean, width, label=t, yerr=[mean - lo, hi - mean], capsize=2)
+    ax.bar(x + len(targets) * width, [r["uniform"] for r in rows], width, label="uniform map",
+           color="lightgrey", hatch="//", edgecolor="grey")
+    ax.set_xticks(x + width * len(targets) / 2,
+                  [f"{r['object']}\n(in {r['frames']} frames)" for r in rows], fontsize=8)
+    ax.set_ylabel("share of |attribution|")
+    ax.legend(fontsize=8)
+    other = ", ".join(f"{t} {rest[t]:.3f}" for t in targets)
+    ax.set_title(f"Attribution mass on objects (mean over frames, 95% CI)\n"
+                 f"rest of the frame: {other}, uniform {rest['uniform']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,254 @@
+"""Episodes on fixed levels with many conditions in one batch, and frame samples with labels.
+
+:func:`run_episodes` steps ``groups`` copies of one VecEnv (same variant, same env seed: env
+``i`` of every group plays the same level sequence, and a level gets the same edit) and runs
+all groups' observations through one forward pass. ``policy(x, rows)`` learns which flat rows
+(``group * num_envs + env``) ``x`` holds, so each group can run a different intervention.
+
+Protocol as ``interp record`` / ``evaluate_policy``: every env contributes its first ``k``
+episodes (never "the first N to end", which over-samples short episodes), and actions are
+inverse-CDF draws keyed by ``(seed, env, episode, step)`` (:func:`interp.record.sample_actions`):
+episode ``k`` of env ``i`` meets the same random numbers in every group (common random numbers).
+``on_step`` sees every step before it is taken (frames, values, actions, labels): per-step traces
+such as the critic's value along an episode come from it, not from another episode loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp.envs import EnvSpec, GameState, get_variant, make_env
+from interp.envs.core import NUM_ACTIONS
+from interp.models import preprocess
+
+GOAL_REWARD = 10.0  # reward of the goal (coin, cheese, gem) in the games used here
+NOOP = 4  # action for envs that finished their quota
+Policy = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+
+
+class IncompatibleAgentError(ValueError):
+    """An agent whose inputs or actions do not fit the environment."""
+
+
+def as_spec(env: str | EnvSpec) -> EnvSpec:
+    return env if isinstance(env, EnvSpec) else EnvSpec(env)
+
+
+def check_agent_env(model: nn.Module, spec: EnvSpec) -> None:
+    """Raise :class:`IncompatibleAgentError` unless the agent takes RGB frames and 15 actions."""
+    cfg = model.config
+    if cfg.num_actions != NUM_ACTIONS or cfg.in_channels != 3:
+        raise IncompatibleAgentError(
+            f"agent has {cfg.num_actions} actions and {cfg.in_channels} input channels; "
+            f"env {spec.variant!r} gives RGB frames (3 channels) and {NUM_ACTIONS} actions")
+
+
+def _sample(logits: torch.Tensor, seed: int, env: np.ndarray, episode: np.ndarray,
+            step: np.ndarray) -> np.ndarray:
+    from interp.record import sample_actions
+
+    probs = torch.softmax(logits.float(), -1).cpu().numpy()
+    return sample_actions(probs, seed, env, episode, step)
+
+
+@dataclass
+class Frames:
+    """Observations with the action the agent took there; arrays share the first axis."""
+
+    obs: np.ndarray  # uint8 (N, 64, 64, 3)
+    actions: np.ndarray  # int (N,)
+    env: np.ndarray  # int (N,)
+    episode: np.ndarray  # int (N,): episode index within its env
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # label key -> (N,)
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+@dataclass
+class Step:
+    """One vectorized step as ``run_episodes(on_step=...)`` sees it, before acting: the active
+    rows (``group * num_envs + env``), the frames they act on, the critic's value, the sampled
+    actions and (``step_labels=True``) the ground-truth labels of those frames."""
+
+    rows: np.ndarray  # int (n,)
+    group: np.ndarray  # int (n,)
+    env: np.ndarray  # int (n,)
+    episode: np.ndarray  # int (n,): episode index within its env
+    step: np.ndarray  # int (n,): steps taken so far in this episode
+    obs: np.ndarray  # uint8 (n, 64, 64, 3)
+    value: np.ndarray  # float (n,)
+    actions: np.ndarray  # int (n,)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # label key -> (n,)
+    # state_of(row) -> GameState of a flat row's env now (e.g. to render a counterfactual frame)
+    state_of: Callable[[int], GameState] | None = None
+
+
+@dataclass
+class Episodes:
+    """Per-episode results of :func:`run_episodes`, arrays shaped (groups, envs, episodes).
+
+    ``metrics``: ``return``, ``success`` (a reward >= 10: the goal), ``length``,
+    ``steps_to_goal`` (length of successful episodes, NaN otherwise) and, where they exist,
+    ``reached_end`` (coinrun: agent centre in the last column before the end wall) and
+    ``distractor`` (the agent entered the distractor's cell). ``valid`` is False for episodes
+    that had not started when ``max_steps`` ran out; ``truncated`` marks those it cut short.
+    """
+
+    metrics: dict[str, np.ndarray]
+    level_seed: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+    frames: Frames | None = None  # sample of group 0's observations (``keep_frames``)
+
+
+def _tracked(spec: EnvSpec) -> tuple[bool, bool]:
+    """(reached_end, distractor): which label-based metrics a variant has."""
+    return (get_variant(spec.variant).game == "coinrun",
+            bool(spec.resolved_options().get("distractor")))
+
+
+@torch.no_grad()
+def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episodes: int = 16,
+                 num_envs: int = 16, seed: int = 0, policy: Policy | None = None,
+                 max_steps: int | None = None, keep_frames: int = 0,
+                 on_step: Callable[[Step], None] | None = None, step_labels: bool = False,
+                 device: torch.device | str | None = None) -> Episodes:
+    """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group.
+
+    ``policy(x, rows) -> (logits, value)`` defaults to ``model(x)``. ``max_steps`` caps the
+    vectorized steps; ``keep_frames`` reservoir-samples that many of group 0's observations.
+    ``on_step(Step)`` is called once per vectorized step, before acting, with the active rows
+    (with their frames' labels when ``step_labels``).
+    """
+    spec = as_spec(env)
+    check_agent_env(model, spec)
+    device = torch.device(device or next(model.parameters()).device)
+    policy = policy or (lambda x, rows: model(x))
+    E, K = min(num_envs, episodes), math.ceil(episodes / min(num_envs, episodes))
+    N = groups * E
+    track_end, track_distractor = _tracked(spec)
+    need_labels = track_end or track_distractor or (on_step is not None and step_labels)
+    names = ["return", "success", "length", "steps_to_goal"] + ["reached_end"] * track_end + [
+        "distractor"] * track_distractor
+    out = {n: np.full((N, K), np.nan) for n in names}
+    level_seed, truncated = np.full((N, K), -1, np.int64), np.zeros((N, K), bool)
+    valid = np.zeros((N, K), bool)
+    count, step, env_of = np.zeros(N, int), np.zeros(N, int), np.tile(np.arange(E), groups)
+    ret, success, end, dis = np.zeros(N), np.zeros(N, bool), np.zeros(N, bool), np.zeros(N, bool)
+    reservoir, seen, rng = [], 0, np.random.default_rng(seed)
+
+    def record(rows: np.ndarray, cut: bool) -> None:
+        for r in rows:
+            k = count[r]
+            values = {"return": ret[r], "success": success[r], "length": step[r],
+                      "steps_to_goal": step[r] if success[r] else np.nan,
+                      "reached_end": end[r], "distractor": dis[r]}
+            for n in names:
+                out[n][r, k] = values[n]
+            level_seed[r, k], valid[r, k], truncated[r, k] = seeds[r], True, cut
+            count[r] += 1
+
+    def all_labels() -> dict[str, np.ndarray]:
+        labs = [e.labels() for e in envs]
+        return {k: np.concatenate([la[k] for la in labs]) for k in labs[0]}
+
+    envs = [make_env(spec, num=E, seed=seed) for _ in range(groups)]
+    try:
+        seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
+        obs = np.concatenate([e.observe()[1] for e in envs])
+        lab = all_labels() if need_labels else {}
+        t = 0
+        while (count < K).any() and (max_steps is None or t < max_steps):
+            active = np.flatnonzero(count < K)
+            logits, value = policy(preprocess(obs[active], device), active)
+            actions = np.full(N, NOOP)
+            actions[active] = _sample(logits, seed, env_of[active], count[active], step[active])
+            if on_step is not None:
+                on_step(Step(active, active // E, env_of[active], count[active].copy(),
+                             step[active].copy(), obs[active], value.float().cpu().numpy(),
+                             actions[active], {k: v[active] for k, v in lab.items()}
+                             if step_labels else {}, lambda r: envs[r // E].get_state(r % E)))
+            for r in active[active < E] if keep_frames else ():  # reservoir sample of group 0
+                seen += 1
+                item = (obs[r], actions[r], r, count[r])
+                if len(reservoir) < keep_frames:
+                    reservoir.append(item)
+                elif (j := rng.integers(seen)) < keep_frames:
+                    reservoir[j] = item
+            for g, e in enumerate(envs):
+                e.act(actions[g * E:(g + 1) * E])
+            rew, obs, first = (np.concatenate(p) for p in zip(*[e.observe() for e in envs]))
+            ret += rew
+            step += 1
+            success |= rew >= GOAL_REWARD
+            if need_labels:
+                lab = all_labels()
+                if track_end:
+                    end |= ~first & (lab["agent_x"] >= lab["end_wall_x"] - 1)
+                if track_distractor:
+                    dis |= ~first & (lab["distractor_present"] > 0) & (
+                        lab["agent_cell_x"] == lab["distractor_x"]) & (
+                        lab["agent_cell_y"] == lab["distractor_y"])
+            record(active[first[active]], cut=False)
+            if first.any():
+                seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
+            for a in (ret, step, success, end, dis):
+                a[first] = 0
+            t += 1
+        record(np.flatnonzero(count < K), cut=True)
+    finally:
+        for e in envs:
+            e.close()
+    frames = None
+    if keep_frames:
+        o, a, r, k = zip(*reservoir) if reservoir else ([], [], [], [])
+        frames = Frames(np.asarray(o, np.uint8).reshape(-1, 64, 64, 3), np.asarray(a, int),
+                        np.asarray(r, int), np.asarray(k, int))
+    shape = (groups, E, K)
+    return Episodes({n: v.reshape(shape) for n, v in out.items()}, level_seed.reshape(shape),
+                    truncated.reshape(shape), valid.reshape(shape), frames)
+
+
+@torch.no_grad()
+def sample_frames(model: nn.Module, env: str | EnvSpec, n: int, *, num_envs: int = 8,
+                  every: int = 5, seed: int = 0, labels: bool = True,
+                  device: torch.device | str | None = None) -> Frames:
+    """``n`` frames of the agent's own play: every ``every``-th step of each of ``num_envs``
+    envs, with labels and the view geometry (``view_dim``, ``center_x``, ``center_y``)."""
+    spec = as_spec(env)
+    check_agent_env(model, spec)
+    device = torch.device(device or next(model.parameters()).device)
+    envs = np.arange(num_envs)
+    count, step = np.zeros(num_envs, int), np.zeros(num_envs, int)
+    kept: list[tuple] = []
+    keys = ("view_dim", "center_x", "center_y")
+    with make_env(spec, num=num_envs, seed=seed) as venv:
+        _, obs, _ = venv.observe()
+        t = 0
+        while len(kept) < n:
+            logits, _ = model(preprocess(obs, device))
+            actions = _sample(logits, seed, envs, count, step)
+            if t % every == 0:
+                lab = venv.labels() if labels else {}
+                for i in envs[:n - len(kept)]:
+                    row = {k: v[i] for k, v in lab.items()}
+                    if labels:
+                        state = venv.get_state(int(i))
+                        row.update({k: float(state[k]) for k in keys})
+                    kept.append((obs[i], actions[i], i, count[i], row))
+            venv.act(actions)
+            _, obs, first = venv.observe()
+            step = np.where(first, 0, step + 1)
+            count += first
+            t += 1
+    o, a, e, k, rows = zip(*kept)
+    lab = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
+    return Frames(np.asarray(o, np.uint8), np.asarray(a, int), np.asarray(e, int),
+                  np.asarray(k, int), lab)

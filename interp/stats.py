@@ -1,0 +1,40 @@
+"""95% intervals shared by every report: Wilson for rates, percentile bootstrap for means."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BOOTSTRAP = 2000  # resamples of the percentile bootstrap
+Z95 = 1.959963984540054
+
+
+def bootstrap_mean(values, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap interval (2000 resamples) of ``values``, NaNs dropped;
+    NaNs for no values."""
+    v = np.asarray(values, float).ravel()
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return math.nan, math.nan, math.nan
+    means = v[np.random.default_rng(seed).integers(len(v), size=(BOOTSTRAP, len(v)))].mean(1)
+    return float(v.mean()), *map(float, np.percentile(means, [2.5, 97.5]))
+
+
+def wilson(successes: int, n: int) -> tuple[float, float, float]:
+    """Rate ``successes / n`` and its 95% Wilson score interval; NaNs when ``n`` is 0."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p, z2 = successes / n, Z95 ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(flags) -> tuple[float, float, float]:
+    """Wilson rate of a boolean array (NaNs dropped): the fraction of True with its interval."""
+    f = np.asarray(flags, float).ravel()
+    f = f[~np.isnan(f)]
+    return wilson(int(f.sum()), len(f))
