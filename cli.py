@@ -106,6 +106,278 @@ def train_cmd(
 
 
 # ---- record ------------------------------------------------------------------------------
+@app.command("record")
+def record_cmd(
+    checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
+    out: Path = typer.Option(..., "--out", help="HDF5 file to write."),
+    env: Optional[str] = typer.Option(None, help="Env variant (default: the agent's training env)."),
+    episodes: Optional[int] = typer.Option(
+        None, min=1, help="Episodes to record, split evenly over envs (with --append: to add)."),
+    layers: Optional[List[str]] = typer.Option(
+        None, "--layers", help="Layer names or globs, repeatable (default: block and residual "
+        "outputs, relufc, fc_policy, fc_value)."),
+    num_envs: Optional[int] = typer.Option(None, min=1, help="Parallel envs (default 64)."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Env and action-sampling seed (default 0)."),
+    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    float16: Optional[bool] = typer.Option(None, "--float16", help="Store activations as float16."),
+    greedy: Optional[bool] = typer.Option(None, "--greedy", help="Take argmax actions."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+    compression: Optional[str] = typer.Option(
+        None, help="Activation compression: none (default; fastest), gzip or lzf "
+        "(smaller, slower; lzf needs h5py to read)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted file."),
+    append: bool = typer.Option(False, "--append", help="Add --episodes more to a finished file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+) -> None:
+    """Run an agent and stream activations, observations, actions and labels to HDF5."""
+    import shlex
+    import sys
+
+    from tqdm import tqdm
+
+    from interp.checkpoint import CheckpointError
+    from interp.envs import EnvConfigError
+    from interp.hooks import UnknownLayerError
+    from interp.record import RecordError, record
+
+    if resume + append + overwrite > 1:
+        _fail(ValueError("use at most one of --resume, --append, --overwrite"))
+    mode = "resume" if resume else "append" if append else "overwrite" if overwrite else "create"
+    command = shlex.join(["interp", *sys.argv[1:]])
+    try:
+        with tqdm(desc="episodes", unit="ep", disable=None) as bar:
+            summary = record(checkpoint, out, env=env, episodes=episodes, layers=layers,
+                             num_envs=num_envs, seed=seed, device=device, float16=float16,
+                             greedy=greedy, distribution_mode=distribution_mode,
+                             compression=compression, mode=mode, command=command,
+                             progress=bar.update)
+    except (RecordError, CheckpointError, EnvConfigError, UnknownLayerError) as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError(f"interrupted; {out} is marked incomplete. Continue it with the same "
+                           "command plus --resume"))
+    typer.echo(f"{summary.status}: {summary.episodes} episodes, {summary.rows:,} steps, mean "
+               f"return {summary.mean_return:.2f} in {summary.path}")
+
+
+# ---- ablate / attribute ------------------------------------------------------------------
+def _agent_env(checkpoint: Path, env: str, distribution_mode: str, device: str):
+    """Load the agent and build the env spec, or fail with a clear message."""
+    from interp.checkpoint import CheckpointError, load_agent
+    from interp.envs import EnvConfigError, EnvSpec
+    from interp.rollout import IncompatibleAgentError, check_agent_env
+
+    try:
+        model = load_agent(checkpoint, device).model
+        spec = EnvSpec(env, distribution_mode)
+        check_agent_env(model, spec)
+    except (CheckpointError, EnvConfigError, IncompatibleAgentError) as err:
+        _fail(err)
+    return model, spec
+
+
+def _channel_sets(items: List[str], colours: bool) -> List[List[int]]:
+    """'0,3,7' -> [0, 3, 7]; colours: 'R' / 'G+B' / 'r,g' -> channel indices."""
+    from interp.ablate import COLOURS, AblationError
+
+    out = []
+    for item in items:
+        parts = [p.strip() for p in item.replace("+", ",").split(",") if p.strip()]
+        if colours and all(p.upper() in COLOURS for p in parts):
+            out.append([COLOURS.index(p.upper()) for p in parts])
+        elif not colours and all(p.lstrip("-").isdigit() for p in parts):
+            out.append([int(p) for p in parts])
+        else:
+            _fail(AblationError(f"cannot read {item!r}: give " + (
+                "colours R, G, B (e.g. R or G+B)" if colours else "channel numbers (e.g. 0,3,7)")))
+    return out
+
+
+@app.command("ablate")
+def ablate_cmd(
+    checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
+    env: str = typer.Option(..., "--env", help="Env variant (see `interp envs list`)."),
+    layer: Optional[str] = typer.Option(None, help="Layer to ablate (hook name)."),
+    channels: Optional[List[str]] = typer.Option(
+        None, "--channels", help="Channel set, e.g. 0,3,7: one condition per use (repeatable)."),
+    all_channels: bool = typer.Option(False, "--all", help="Every channel of the layer alone."),
+    input_colour: Optional[List[str]] = typer.Option(
+        None, "--input-colour", help="Ablate observation colours: R, G, B or a set like G+B "
+                                     "(repeatable)."),
+    mode: str = typer.Option("zero", help="zero, mean or resample."),
+    episodes: int = typer.Option(32, min=1, help="Episodes per condition (same levels for all)."),
+    num_envs: int = typer.Option(16, min=1, help="Envs per condition."),
+    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on steps (cut episodes are "
+                                                              "marked truncated)."),
+    frames: int = typer.Option(256, min=1, help="Baseline frames for KL and |Δvalue|."),
+    batch: int = typer.Option(16, min=1, help="Conditions per batched rollout."),
+    stats: Optional[Path] = typer.Option(None, help="Activation stats file for mean/resample "
+                                                   "(default: collected from the agent's play)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write CSV, markdown, PNGs here."),
+    rank_by: str = typer.Option("return", help="Metric to rank by (a behaviour metric, kl, "
+                                               "dvalue)."),
+    distribution_mode: str = typer.Option("easy", help="easy or hard."),
+    device: str = typer.Option("cpu", help="torch device."),
+) -> None:
+    """Ablate channels (or input colours) and rank what changes against the unablated agent."""
+    from interp.ablate import INPUT, AblationError, ActivationStats, ablate
+    from interp.hooks import UnknownLayerError
+
+    if sum([bool(channels), all_channels, bool(input_colour)]) != 1:
+        _fail(AblationError("give exactly one of --channels, --all, --input-colour"))
+    if input_colour and layer not in (None, INPUT):
+        _fail(AblationError("--input-colour ablates the observation; leave out --layer"))
+    if not input_colour and layer is None:
+        _fail(AblationError("--layer is required with --channels / --all (or use "
+                            "--input-colour)"))
+    model, spec = _agent_env(checkpoint, env, distribution_mode, device)
+    conditions = None if all_channels else _channel_sets(channels or input_colour,
+                                                         bool(input_colour))
+    try:
+        result = ablate(model, spec, INPUT if input_colour else layer, conditions, mode=mode,
+                        stats=ActivationStats.load(stats) if stats else None, episodes=episodes,
+                        num_envs=num_envs, seed=seed, max_steps=max_steps, frames=frames,
+                        batch=batch)
+        typer.echo(result.markdown(rank_by, top=10))
+        for path in result.write_report(report, rank_by) if report else []:
+            typer.echo(str(path))
+    except (AblationError, UnknownLayerError) as err:
+        _fail(err)
+
+
+@app.command("attribute")
+def attribute_cmd(
+    checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
+    env: str = typer.Option(..., "--env", help="Env variant (see `interp envs list`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the grid, CSV and plot."),
+    target: Optional[List[str]] = typer.Option(
+        None, help="value, action, action-logit or logit:K (repeatable; default value and "
+                   "action, side by side)."),
+    method: str = typer.Option("gradient", help="gradient, saliency, integrated-gradients, "
+                                                "input-x-gradient, layer-integrated-gradients, "
+                                                "gradcam."),
+    layer: Optional[str] = typer.Option(None, help="Layer for layer methods."),
+    baseline: str = typer.Option("black", help="black, mean, blur or none (IG methods need "
+                                               "one)."),
+    frames: int = typer.Option(32, min=1, help="Frames to attribute."),
+    every: int = typer.Option(5, min=1, help="Take every n-th step of the agent's play."),
+    num_envs: int = typer.Option(8, min=1),
+    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    n_steps: int = typer.Option(32, min=2, help="Integration steps (IG methods)."),
+    grid: int = typer.Option(6, min=1, help="Frames in the overlay grid."),
+    distribution_mode: str = typer.Option("easy", help="easy or hard."),
+    device: str = typer.Option("cpu", help="torch device."),
+) -> None:
+    """Attribute the critic and the actor to pixels or a layer; Fig. 9 maps and object shares."""
+    from interp.attribute import AttributionError, attribute
+    from interp.hooks import UnknownLayerError
+
+    model, spec = _agent_env(checkpoint, env, distribution_mode, device)
+    try:
+        result = attribute(model, spec, target or ["value", "action"], method, layer=layer,
+                           baseline=baseline, frames=frames, num_envs=num_envs, every=every,
+                           seed=seed, n_steps=n_steps)
+    except (AttributionError, UnknownLayerError) as err:
+        _fail(err)
+    for row in result.shares():
+        typer.echo(f"{row['object']:10s} uniform {row['uniform']:.3f}  " + "  ".join(
+            f"{t} {row[t]:.3f}" for t in result.targets))
+    for path in result.write(out, grid=grid):
+        typer.echo(str(path))
+
+
+# ---- probe -------------------------------------------------------------------------------
+@app.command("probe")
+def probe_cmd(
+    recording: Optional[Path] = typer.Argument(None, help="Recording (.h5) from `interp record`."),
+    feature: Optional[str] = typer.Option(None, "--feature", "-f",
+                                          help="Feature to probe (see --list-features)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for tables and plots."),
+    layers: Optional[List[str]] = typer.Option(
+        None, "--layers", help="Layer names or globs, repeatable (default: all recorded)."),
+    pool: str = typer.Option("flat", help="Probe input: flat (grid-pooled map), mean, max or "
+                             "meanmax over HxW."),
+    max_dim: int = typer.Option(512, min=1, help="Width cap of a probe input (flat maps are "
+                                "pooled to a coarser grid to fit)."),
+    folds: int = typer.Option(5, min=3, help="CV folds, grouped by level seed."),
+    control: Optional[List[str]] = typer.Option(
+        None, "--control", help="Controls, repeatable: shuffled, pixels, random_agent "
+        "(default: all three). The majority baseline is always fitted."),
+    no_controls: bool = typer.Option(False, "--no-controls", help="Only the majority baseline."),
+    random_agent_rows: int = typer.Option(10_000, min=0, help="Rows (whole levels) re-run "
+                                          "through the random-init agent."),
+    umap_layer: Optional[str] = typer.Option(None, help="Layer for the UMAP (default: best)."),
+    no_umap: bool = typer.Option(False, "--no-umap", help="Skip the UMAP plot."),
+    n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of levels."),
+    seed: int = typer.Option(0, help="Folds, shuffles, random agent, bootstrap, UMAP."),
+    features_file: Optional[Path] = typer.Option(
+        None, help="Extra feature catalogue (YAML like configs/features.yaml)."),
+    list_features: bool = typer.Option(False, "--list-features",
+                                       help="List the features and exit."),
+) -> None:
+    """Where in the network is a feature linearly readable, and by which channels?"""
+    from probes import CONTROLS, ProbeError, load_catalogue, run_probe
+
+    try:
+        if list_features:
+            for f in load_catalogue(features_file).values():
+                games = ",".join(f.games) or "any"
+                typer.echo(f"{f.name:22s} {f.kind[:5]:5s} {games:8s} {f.description}")
+            return
+        if recording is None or feature is None or out is None:
+            raise ProbeError("give RECORDING, --feature and --out (or --list-features)")
+        res = run_probe(recording, feature, layers, features_file=features_file,
+                        log=lambda msg: typer.echo(msg, err=True), pool=pool, max_dim=max_dim,
+                        folds=folds, controls=() if no_controls else tuple(control or CONTROLS),
+                        random_agent_rows=random_agent_rows, umap=not no_umap,
+                        umap_layer=umap_layer, n_boot=n_boot, seed=seed)
+        paths = res.save(out)
+    except ProbeError as err:
+        _fail(err)
+    best = res.score("agent", res.best_layer)
+    typer.echo(f"best layer {res.best_layer}: {res.metric} {best.value:.3f} "
+               f"[{best.lo:.3f}, {best.hi:.3f}]")
+    for path in paths:
+        typer.echo(str(path))
+
+
+# ---- experiment --------------------------------------------------------------------------
+@app.command("experiment")
+def experiment_cmd(
+    name: Optional[str] = typer.Argument(None, help="Experiment (see --list)."),
+    checkpoints: Optional[List[Path]] = typer.Argument(None, help="Agent checkpoint(s) (.pt)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for CSV, PNG, summary.md."),
+    episodes: Optional[int] = typer.Option(
+        None, min=1, help="Episodes per env and condition (agency: trajectories per type); "
+                          "default: the experiment's own."),
+    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
+) -> None:
+    """Run one of the papers' experiments: `interp experiment NAME [CKPT...] --out DIR`."""
+    from interp.checkpoint import CheckpointError
+    from interp.envs import EnvConfigError
+    from interp.experiments import ExperimentError, list_experiments, run_experiment
+
+    if list_:
+        for e in list_experiments():
+            typer.echo(f"{e.name:16s} {e.description} ({e.checkpoint_hint()})")
+        return
+    if name is None or out is None:
+        _fail(ExperimentError("give NAME and --out DIR (or --list)"))
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        paths = run_experiment(name, checkpoints or [], out, episodes=episodes, seed=seed,
+                               device=device)
+    except (ExperimentError, CheckpointError, EnvConfigError) as err:
+        _fail(err)
+    for path in paths:
+        typer.echo(str(path))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def wilson(successes: int, n: int) -> tuple[float, float, float]:
     p, z2 = successes / n, Z95 ** 2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    return p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))  # rounding
 
 
 def rate(flags) -> tuple[float, float, float]:

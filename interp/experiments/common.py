@@ -1,0 +1,142 @@
+"""Shared pieces of the experiments: per-step traces, per-episode grouping, CSV / markdown / PNG
+output, and the check that a checkpoint was trained where an experiment expects."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from interp.rollout import Episodes, Step
+
+
+class ExperimentError(ValueError):
+    """Bad experiment name, checkpoints or options; the message says what to do instead."""
+
+
+class StepTrace:
+    """``on_step`` collector for :func:`~interp.rollout.run_episodes`: per step, the row's
+    group / env / episode / step, the critic's ``value``, the ``action`` and the label ``keys``.
+    ``keep_obs(step) -> bool mask`` picks rows whose frames are kept too (``obs``, ``obs_at``)."""
+
+    def __init__(self, keys: Sequence[str] = (),
+                 keep_obs: Callable[[Step], np.ndarray] | None = None,
+                 also: Callable[[Step], dict[str, np.ndarray]] | None = None):
+        """``also(step) -> {name: (n,) array}`` adds computed per-step columns."""
+        self.keys, self.keep_obs, self.also = tuple(keys), keep_obs, also
+        self._parts: list[dict[str, np.ndarray]] = []
+        self._obs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __call__(self, step: Step) -> None:
+        part = {"group": step.group, "env": step.env, "episode": step.episode,
+                "step": step.step, "value": step.value, "action": step.actions}
+        part.update({k: step.labels[k] for k in self.keys})
+        if self.also is not None:
+            part.update(self.also(step))
+        self._parts.append(part)
+        if self.keep_obs is not None:
+            keep = np.asarray(self.keep_obs(step), bool)
+            if keep.any():
+                ids = np.stack([step.group, step.env, step.episode, step.step], 1)[keep]
+                self._obs.append((ids, step.obs[keep]))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every column concatenated over steps, sorted by (group, env, episode, step)."""
+        if not self._parts:
+            raise ExperimentError("no steps were run: raise --episodes (or max_steps)")
+        cols = {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
+        order = np.lexsort((cols["step"], cols["episode"], cols["env"], cols["group"]))
+        return {k: v[order] for k, v in cols.items()}
+
+    def obs_of(self, group: int, env: int, episode: int) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, frames) kept for one episode, in step order."""
+        steps, frames = [], []
+        for ids, obs in self._obs:
+            sel = (ids[:, 0] == group) & (ids[:, 1] == env) & (ids[:, 2] == episode)
+            steps.append(ids[sel, 3])
+            frames.append(obs[sel])
+        if not steps:
+            return np.zeros(0, int), np.zeros((0, 64, 64, 3), np.uint8)
+        steps, frames = np.concatenate(steps), np.concatenate(frames)
+        order = np.argsort(steps)
+        return steps[order], frames[order]
+
+
+def split_episodes(cols: dict[str, np.ndarray]) -> list[tuple[tuple[int, int, int], dict]]:
+    """[((group, env, episode), {column: per-step array}), ...] from :meth:`StepTrace.arrays`."""
+    key = np.stack([cols["group"], cols["env"], cols["episode"]], 1)
+    starts = np.flatnonzero(np.r_[True, (np.diff(key, axis=0) != 0).any(1)])
+    ends = np.r_[starts[1:], len(key)]
+    return [(tuple(int(v) for v in key[s]), {k: v[s:e] for k, v in cols.items()})
+            for s, e in zip(starts, ends)]
+
+
+def episode_outcomes(ep: Episodes, group: int = 0) -> dict[str, np.ndarray]:
+    """Per-episode metrics of one group, flattened over (env, episode), valid episodes only,
+    plus ``env``, ``episode``, ``level_seed`` and ``truncated``."""
+    valid = ep.valid[group]
+    env, episode = np.nonzero(valid)
+    out = {k: v[group][valid] for k, v in ep.metrics.items()}
+    out.update(env=env, episode=episode, level_seed=ep.level_seed[group][valid],
+               truncated=ep.truncated[group][valid])
+    return out
+
+
+# -- output -----------------------------------------------------------------------------------
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """Rows of dicts (same keys) as CSV; floats with 6 significant digits."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
+    return Path(path)
+
+
+def fmt(m: float, lo: float, hi: float, pct: bool = False) -> str:
+    """``0.42 [0.31, 0.55]`` (or ``42% [31, 55]``); ``n/a`` for NaN."""
+    if math.isnan(m):
+        return "n/a"
+    if pct:
+        return f"{100 * m:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+    return f"{m:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def md_table(rows: Iterable[Sequence], head: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_summary(out: Path, title: str, body: str) -> Path:
+    path = Path(out) / "summary.md"
+    path.write_text(f"# {title}\n\n{body.strip()}\n")
+    return path
+
+
+def plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt().close(fig)
+    return Path(path)
+
+
+def errbars(ax, x, stats, **kw) -> None:
+    """Points with 95% interval bars; ``stats``: (mean, lo, hi) triples."""
+    m, lo, hi = (np.asarray(v, float) for v in zip(*stats)) if len(stats) else ([], [], [])
+    ax.errorbar(x, m, yerr=[np.nan_to_num(m - lo), np.nan_to_num(hi - m)], capsize=3, **kw)
+
+
+def truncation_note(k: int) -> str:
+    return (f" {k} episode(s) were cut short by max_steps and count as they stood."
+            if k else "")
