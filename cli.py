@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from interp.errors import InterpError
+
 app = typer.Typer(help="Interpretability for goal misgeneralization in deep RL.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 envs_app = typer.Typer(help="Environments and research variants.", no_args_is_help=True)
@@ -44,7 +46,7 @@ def envs_show(
     """Render example levels of a variant: whole-level overview beside the agent's view."""
     import json
 
-    from interp.envs import EditError, EnvConfigError
+    from interp.envs import EnvConfigError
     from interp.envs.render import render_variant
 
     opts = {}
@@ -59,7 +61,7 @@ def envs_show(
     try:
         path = render_variant(variant, out, seed=seed, levels=levels,
                               distribution_mode=distribution_mode, options=opts)
-    except (EnvConfigError, EditError) as err:
+    except InterpError as err:
         _fail(err)
     typer.echo(str(path))
 
@@ -68,11 +70,11 @@ def envs_show(
 @agents_app.command("info")
 def agents_info(checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt).")) -> None:
     """Print what a checkpoint is: architecture, env, seed, steps, code version, metrics."""
-    from interp.checkpoint import CheckpointError, describe_agent
+    from interp.checkpoint import describe_agent
 
     try:
         typer.echo(describe_agent(checkpoint))
-    except CheckpointError as err:
+    except InterpError as err:
         _fail(err)
 
 
@@ -89,16 +91,14 @@ def train_cmd(
         None, min=0, help="Stop (resumably) before a rollout that would end after M minutes."),
 ) -> None:
     """Train a PPO agent; Ctrl-C or --max-minutes stop at a rollout boundary, resumably."""
-    from interp.checkpoint import CheckpointError
-    from interp.envs import EnvConfigError
-    from interp.train import ConfigError, load_config, train
+    from interp.train import load_config, train
     from interp.train.config import resolve_config_path
 
     try:
         cfg = load_config(resolve_config_path(config)).with_overrides(
             steps=steps, seed=seed, device=device)
         summary = train(cfg, out, resume=resume, max_minutes=max_minutes)
-    except (ConfigError, EnvConfigError, CheckpointError) as err:
+    except InterpError as err:
         _fail(err)
     typer.echo(f"{summary['status']}: {summary['steps']:,} / {summary['total_steps']:,} steps "
                f"in {summary['out_dir']}")
@@ -136,10 +136,7 @@ def record_cmd(
 
     from tqdm import tqdm
 
-    from interp.checkpoint import CheckpointError
-    from interp.envs import EnvConfigError
-    from interp.hooks import UnknownLayerError
-    from interp.record import RecordError, record
+    from interp.record import record
 
     if resume + append + overwrite > 1:
         _fail(ValueError("use at most one of --resume, --append, --overwrite"))
@@ -152,7 +149,7 @@ def record_cmd(
                              greedy=greedy, distribution_mode=distribution_mode,
                              compression=compression, mode=mode, command=command,
                              progress=bar.update)
-    except (RecordError, CheckpointError, EnvConfigError, UnknownLayerError) as err:
+    except InterpError as err:
         _fail(err)
     except KeyboardInterrupt:
         _fail(RuntimeError(f"interrupted; {out} is marked incomplete. Continue it with the same "
@@ -164,15 +161,15 @@ def record_cmd(
 # ---- ablate / attribute ------------------------------------------------------------------
 def _agent_env(checkpoint: Path, env: str, distribution_mode: str, device: str):
     """Load the agent and build the env spec, or fail with a clear message."""
-    from interp.checkpoint import CheckpointError, load_agent
-    from interp.envs import EnvConfigError, EnvSpec
-    from interp.rollout import IncompatibleAgentError, check_agent_env
+    from interp.checkpoint import load_agent
+    from interp.envs import EnvSpec
+    from interp.rollout import check_agent_env
 
     try:
         model = load_agent(checkpoint, device).model
         spec = EnvSpec(env, distribution_mode)
         check_agent_env(model, spec)
-    except (CheckpointError, EnvConfigError, IncompatibleAgentError) as err:
+    except InterpError as err:
         _fail(err)
     return model, spec
 
@@ -223,7 +220,6 @@ def ablate_cmd(
 ) -> None:
     """Ablate channels (or input colours) and rank what changes against the unablated agent."""
     from interp.ablate import INPUT, AblationError, ActivationStats, ablate
-    from interp.hooks import UnknownLayerError
 
     if sum([bool(channels), all_channels, bool(input_colour)]) != 1:
         _fail(AblationError("give exactly one of --channels, --all, --input-colour"))
@@ -243,7 +239,7 @@ def ablate_cmd(
         typer.echo(result.markdown(rank_by, top=10))
         for path in result.write_report(report, rank_by) if report else []:
             typer.echo(str(path))
-    except (AblationError, UnknownLayerError) as err:
+    except InterpError as err:
         _fail(err)
 
 
@@ -271,15 +267,14 @@ def attribute_cmd(
     device: str = typer.Option("cpu", help="torch device."),
 ) -> None:
     """Attribute the critic and the actor to pixels or a layer; Fig. 9 maps and object shares."""
-    from interp.attribute import AttributionError, attribute
-    from interp.hooks import UnknownLayerError
+    from interp.attribute import attribute
 
     model, spec = _agent_env(checkpoint, env, distribution_mode, device)
     try:
         result = attribute(model, spec, target or ["value", "action"], method, layer=layer,
                            baseline=baseline, frames=frames, num_envs=num_envs, every=every,
                            seed=seed, n_steps=n_steps)
-    except (AttributionError, UnknownLayerError) as err:
+    except InterpError as err:
         _fail(err)
     for row in result.shares():
         typer.echo(f"{row['object']:10s} uniform {row['uniform']:.3f}  " + "  ".join(
@@ -334,7 +329,7 @@ def probe_cmd(
                         random_agent_rows=random_agent_rows, umap=not no_umap,
                         umap_layer=umap_layer, n_boot=n_boot, seed=seed)
         paths = res.save(out)
-    except ProbeError as err:
+    except InterpError as err:
         _fail(err)
     best = res.score("agent", res.best_layer)
     typer.echo(f"best layer {res.best_layer}: {res.metric} {best.value:.3f} "
@@ -357,8 +352,6 @@ def experiment_cmd(
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
 ) -> None:
     """Run one of the papers' experiments: `interp experiment NAME [CKPT...] --out DIR`."""
-    from interp.checkpoint import CheckpointError
-    from interp.envs import EnvConfigError
     from interp.experiments import ExperimentError, list_experiments, run_experiment
 
     if list_:
@@ -367,14 +360,10 @@ def experiment_cmd(
         return
     if name is None or out is None:
         _fail(ExperimentError("give NAME and --out DIR (or --list)"))
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         paths = run_experiment(name, checkpoints or [], out, episodes=episodes, seed=seed,
                                device=device)
-    except (ExperimentError, CheckpointError, EnvConfigError) as err:
+    except InterpError as err:
         _fail(err)
     for path in paths:
         typer.echo(str(path))

@@ -26,13 +26,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from interp.errors import InterpError
+
 SCHEMA_VERSION = 1
 GROUPS = ("activations", "steps", "labels")  # lookup order for bare names
 EPISODE_FIELDS = ("id", "env", "index", "level_seed", "length", "return", "level_complete")
 READ_WINDOW_CHUNKS = 16  # rows of up to this many chunks are read in one call
 
 
-class RecordingError(ValueError):
+class RecordingError(InterpError, ValueError):
     """Not a readable recording, or a name it does not hold."""
 
 

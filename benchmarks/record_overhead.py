@@ -23,7 +23,8 @@ import torch
 from interp.checkpoint import load_agent, save_agent
 from interp.envs import make_env
 from interp.models import ImpalaAgent, preprocess
-from interp.record import NOOP, RecordConfig, record, sample_actions
+from interp.record import NOOP, RecordConfig, record
+from interp.rollout import sample_actions
 
 
 def biased_agent(path: Path, width: int) -> Path:

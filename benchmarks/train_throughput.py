@@ -19,10 +19,11 @@ import time
 import numpy as np
 import torch
 
+from interp.device import resolve_device
 from interp.envs import make_env
-from interp.train import Trainer, TrainConfig, load_config
+from interp.train import TrainConfig, Trainer, load_config
 from interp.train.config import resolve_config_path
-from interp.train.trainer import _group_seed, resolve_device
+from interp.train.trainer import _group_seed
 
 
 def _sync(device: torch.device) -> None:

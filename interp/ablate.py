@@ -26,6 +26,7 @@ from torch import nn
 
 from interp import hooks
 from interp.envs import EnvSpec
+from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import Episodes, as_spec, check_agent_env, run_episodes, sample_frames
 from interp.stats import bootstrap_mean, rate
@@ -36,7 +37,7 @@ MODES = ("zero", "mean", "resample")
 OUTPUT_METRICS = ("kl", "dvalue")  # KL(policy || ablated policy), |value - ablated value|
 
 
-class AblationError(ValueError):
+class AblationError(InterpError, ValueError):
     """Bad layer, channels, mode or statistics for an ablation."""
 
 
@@ -236,7 +237,7 @@ def check_conditions(model: nn.Module, layer: str,
     n = layer_channels(model, layer)
     if conditions is None:
         return [(c,) for c in range(n)]
-    valid = (f"R, G, B (0-2)" if layer == INPUT else f"0-{n - 1}")
+    valid = ("R, G, B (0-2)" if layer == INPUT else f"0-{n - 1}")
     out = []
     for cond in conditions:
         cond = tuple(int(c) for c in cond)

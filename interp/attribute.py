@@ -26,6 +26,7 @@ from torch import nn
 from interp import hooks
 from interp.envs import EnvSpec, get_variant
 from interp.envs.labels import to_pixels
+from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import Frames, as_spec, check_agent_env, sample_frames
 from interp.stats import bootstrap_mean
@@ -40,7 +41,7 @@ TARGETS = ("value", "action", "action-logit", "logit:K")
 FRAME = 64
 
 
-class AttributionError(ValueError):
+class AttributionError(InterpError, ValueError):
     """Bad target, method, layer or baseline."""
 
 

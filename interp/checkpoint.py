@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from interp.device import resolve_device
+from interp.errors import InterpError
 from interp.models import ImpalaAgent, ModelConfig
 from interp.version import code_version
 
@@ -34,7 +36,7 @@ _LEGACY_HINT = ("expected an interp-agent checkpoint, a train-procgen-pytorch di
                 "with keys like 'embedder.block1.conv.weight'")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InterpError, ValueError):
     """A checkpoint that cannot be written or read as an agent."""
 
 
@@ -162,8 +164,10 @@ def _split(obj: Any, path: Path) -> tuple[str, dict, dict[str, Any], dict | None
 def load_agent(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedAgent:
     """Load an interp-agent or train-procgen-pytorch checkpoint; the model is in eval mode.
 
-    For train-procgen-pytorch files the env spec, seed, steps etc. are unknown (None).
+    ``device``: cpu, cuda[:N] or auto. For train-procgen-pytorch files the env spec, seed,
+    steps etc. are unknown (None).
     """
+    device = resolve_device(device)
     path = Path(path)
     source, sd, manifest, opt = _split(_read(path), path)
     try:

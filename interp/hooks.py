@@ -24,11 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp.errors import InterpError
+
 HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
 Channels = int | Sequence[int] | torch.Tensor | None
 
 
-class UnknownLayerError(ValueError):
+class UnknownLayerError(InterpError, ValueError):
     """A layer name or pattern that matches no hookable module."""
 
 

@@ -27,6 +27,10 @@ import h5py
 import numpy as np
 import torch
 
+from interp.device import resolve_device
+from interp.errors import InterpError
+from interp.rollout import sample_actions
+
 SCHEMA_VERSION = 1
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
 COMPRESSIONS = ("gzip", "lzf", "none")
@@ -36,7 +40,7 @@ FLUSH_STEPS = 256  # flush at least every this many vectorized steps
 STATE_GROUP = "resume"
 
 
-class RecordError(RuntimeError):
+class RecordError(InterpError, RuntimeError):
     """A recording that cannot be started, resumed or written; the message says what to do."""
 
 
@@ -69,14 +73,6 @@ class RecordSummary:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RecordError("--device cuda asked for, but torch sees no GPU; use --device cpu")
-    return torch.device(device)
-
-
 def agent_digest(model: torch.nn.Module) -> str:
     """sha256 of the parameters: identifies the agent when a file is resumed or appended to."""
     h = hashlib.sha256()
@@ -84,15 +80,6 @@ def agent_digest(model: torch.nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def sample_actions(probs: np.ndarray, seed: int, env: np.ndarray, episode: np.ndarray,
-                   step: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws, one Philox stream per ``(seed, env, episode index, step)``."""
-    u = np.array([np.random.Generator(np.random.Philox(key=seed, counter=[e, k, t, 0])).random()
-                  for e, k, t in zip(env, episode, step)])
-    cdf = np.cumsum(probs.astype(np.float64), axis=1)
-    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), probs.shape[1] - 1)
 
 
 def _json(obj) -> str:

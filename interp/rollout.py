@@ -7,7 +7,7 @@ all groups' observations through one forward pass. ``policy(x, rows)`` learns wh
 
 Protocol as ``interp record`` / ``evaluate_policy``: every env contributes its first ``k``
 episodes (never "the first N to end", which over-samples short episodes), and actions are
-inverse-CDF draws keyed by ``(seed, env, episode, step)`` (:func:`interp.record.sample_actions`):
+inverse-CDF draws keyed by ``(seed, env, episode, step)`` (:func:`sample_actions`):
 episode ``k`` of env ``i`` meets the same random numbers in every group (common random numbers).
 ``on_step`` sees every step before it is taken (frames, values, actions, labels): per-step traces
 such as the critic's value along an episode come from it, not from another episode loop.
@@ -25,6 +25,7 @@ from torch import nn
 
 from interp.envs import EnvSpec, GameState, get_variant, make_env
 from interp.envs.core import NUM_ACTIONS
+from interp.errors import InterpError
 from interp.models import preprocess
 
 GOAL_REWARD = 10.0  # reward of the goal (coin, cheese, gem) in the games used here
@@ -32,7 +33,7 @@ NOOP = 4  # action for envs that finished their quota
 Policy = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
 
 
-class IncompatibleAgentError(ValueError):
+class IncompatibleAgentError(InterpError, ValueError):
     """An agent whose inputs or actions do not fit the environment."""
 
 
@@ -49,10 +50,19 @@ def check_agent_env(model: nn.Module, spec: EnvSpec) -> None:
             f"env {spec.variant!r} gives RGB frames (3 channels) and {NUM_ACTIONS} actions")
 
 
+def sample_actions(probs: np.ndarray, seed: int, env: np.ndarray, episode: np.ndarray,
+                   step: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws, one Philox stream per ``(seed, env, episode index, step)``: an
+    episode's actions depend only on the agent, the env seed and ``seed``, whatever else runs
+    in the batch (used by ``interp record``, ablations and evaluation alike)."""
+    u = np.array([np.random.Generator(np.random.Philox(key=seed, counter=[e, k, t, 0])).random()
+                  for e, k, t in zip(env, episode, step)])
+    cdf = np.cumsum(probs.astype(np.float64), axis=1)
+    return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
 def _sample(logits: torch.Tensor, seed: int, env: np.ndarray, episode: np.ndarray,
             step: np.ndarray) -> np.ndarray:
-    from interp.record import sample_actions
-
     probs = torch.softmax(logits.float(), -1).cpu().numpy()
     return sample_actions(probs, seed, env, episode, step)
 

@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from interp.errors import InterpError
+
 CATALOGUE = Path(__file__).resolve().parents[1] / "configs" / "features.yaml"
 KINDS = ("classification", "regression")
 
 
-class ProbeError(ValueError):
+class ProbeError(InterpError, ValueError):
     """Bad probe input (feature, labels, layers, options); the message says what to use."""
 
 

@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from test_record import make_agent
 
 import activations
 from interp.record import record
-from test_record import make_agent
 
 LAYER = "embedder.block3.res2.resadd"
 

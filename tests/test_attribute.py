@@ -7,8 +7,17 @@ from torch import nn
 from typer.testing import CliRunner
 
 from cli import app
-from interp.attribute import (AttributionError, attributions, check_target, fig9_map,
-                              gaussian_blur, mass_map, mass_shares, object_masks, pixel_map)
+from interp.attribute import (
+    AttributionError,
+    attributions,
+    check_target,
+    fig9_map,
+    gaussian_blur,
+    mass_map,
+    mass_shares,
+    object_masks,
+    pixel_map,
+)
 from interp.checkpoint import save_agent
 from interp.models import ImpalaAgent
 

@@ -8,8 +8,15 @@ import pytest
 from PIL import Image
 
 from interp.envs import EnvConfigError, EnvSpec, VecEnv, make_env
-from interp.envs.assets import (COLOURS, GOAL_SPRITE, SHAPES, AssetSet, asset_root,
-                                missing_files, sprite)
+from interp.envs.assets import (
+    COLOURS,
+    GOAL_SPRITE,
+    SHAPES,
+    AssetSet,
+    asset_root,
+    missing_files,
+    sprite,
+)
 from interp.envs.colour_shape import DISTRACTOR, GOAL, WALL, edit, generate_maze
 from interp.envs.labels import to_pixels
 from interp.envs.state import SPACE

@@ -12,8 +12,14 @@ from cli import app
 from interp.checkpoint import LoadedAgent, save_agent
 from interp.envs import EnvSpec
 from interp.experiments import ExperimentError, run_experiment
-from interp.experiments.agency import (Trajectory, agency, classify, log_p_agent, log_p_device,
-                                       make_trajectory)
+from interp.experiments.agency import (
+    Trajectory,
+    agency,
+    classify,
+    log_p_agent,
+    log_p_device,
+    make_trajectory,
+)
 from interp.experiments.colour_shape import colour_shape
 from interp.experiments.maze_corner import maze_corner
 from interp.experiments.misgen_rates import misgen_rates

@@ -4,8 +4,19 @@ import pytest
 import torch
 
 from interp import hooks
-from interp.hooks import (UnknownLayerError, add, hook_names, mean, patch, replace, resample,
-                          resolve_names, run_with_cache, run_with_hooks, zero)
+from interp.hooks import (
+    UnknownLayerError,
+    add,
+    hook_names,
+    mean,
+    patch,
+    replace,
+    resample,
+    resolve_names,
+    run_with_cache,
+    run_with_hooks,
+    zero,
+)
 from interp.models import ImpalaAgent
 
 _RES = ["relu1", "conv1", "relu2", "conv2", "resadd"]

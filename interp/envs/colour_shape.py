@@ -20,8 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from interp.envs.assets import (BACKGROUNDS, COLOURS, SECOND_TILE, SHAPES, AssetSet, asset_root,
-                                parse_object)
+from interp.envs.assets import (
+    BACKGROUNDS,
+    COLOURS,
+    SECOND_TILE,
+    SHAPES,
+    AssetSet,
+    asset_root,
+    parse_object,
+)
 from interp.envs.core import EditError, EnvConfigError, EnvSpec, VecEnv
 from interp.envs.labels import cell_labels, find_tiles
 from interp.envs.maze import CHEESE as GOAL

@@ -20,17 +20,18 @@ from typing import Callable, Protocol
 import numpy as np
 
 from interp.envs.state import GameState, InvalidStateError, parse_state, validate
+from interp.errors import InterpError
 
 MAX_STATE_SIZE = 2**20
 NUM_ACTIONS = 15
 DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
 
 
-class EnvConfigError(ValueError):
+class EnvConfigError(InterpError, ValueError):
     """Bad variant name or options; the message says what to use instead."""
 
 
-class EditError(RuntimeError):
+class EditError(InterpError, RuntimeError):
     """An edit cannot be applied to a level (e.g. no free ground cell for the coin)."""
 
 

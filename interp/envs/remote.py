@@ -20,6 +20,7 @@ import numpy as np
 
 from interp.envs.core import EnvConfigError, EnvSpec
 from interp.envs.state import GameState, parse_state
+from interp.errors import InterpError
 
 STOCK = "stock procgen assets"
 _process_assets: str | None = None  # the asset set this process's engine has loaded
@@ -39,7 +40,7 @@ def claim_assets(resource_root: str | None) -> None:
             "sprites in a worker process, or with interp.envs.remote.RemoteVecEnv.")
 
 
-class RemoteEnvError(RuntimeError):
+class RemoteEnvError(InterpError, RuntimeError):
     """The env worker process died (e.g. the engine aborted)."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from interp.errors import InterpError
+
 END_MARKER = 0xCAFECAFE
 SPACE = 100
 MAX_TILE = 100  # tile ids > 100 hit a fassert in the engine
@@ -73,11 +75,11 @@ ENTITY_DTYPE = np.dtype(
 assert ENTITY_DTYPE.itemsize == 124
 
 
-class StateFormatError(ValueError):
+class StateFormatError(InterpError, ValueError):
     """The bytes are not a state of the stock engine in the layout we know."""
 
 
-class InvalidStateError(ValueError):
+class InvalidStateError(InterpError, ValueError):
     """An edited state the engine would abort on; raised before it reaches ``set_state``."""
 
 

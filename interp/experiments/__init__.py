@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from interp.checkpoint import LoadedAgent, load_agent
+from interp.device import resolve_device
 
 from .common import ExperimentError
 
@@ -104,6 +105,7 @@ def run_experiment(name: str, checkpoints: Sequence[str | Path], out: str | Path
         raise ExperimentError(f"experiment {name!r} {exp.checkpoint_hint()}, got {n}")
     if episodes is not None and episodes < 1:
         raise ExperimentError(f"episodes must be >= 1 (got {episodes})")
+    device = resolve_device(device)
     agents = [(Path(c).stem, load_agent(c, device)) for c in checkpoints]
     kw = {"seed": seed, "device": device, **({"episodes": episodes} if episodes else {})}
     return exp.run(agents, Path(out), kw)

@@ -33,8 +33,18 @@ from interp.envs.assets import BACKGROUNDS, COLOURS, SHAPES, parse_object
 from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, wilson
 
-from .common import ExperimentError, StepTrace, fmt, md_table, plt, save, split_episodes, \
-    truncation_note, write_csv, write_summary
+from .common import (
+    ExperimentError,
+    StepTrace,
+    fmt,
+    md_table,
+    plt,
+    save,
+    split_episodes,
+    truncation_note,
+    write_csv,
+    write_summary,
+)
 
 FAMILY = ("colour-shape", "maze-yellow-line", "maze-red-line-yellow-gem")
 ABLATIONS = ("none", "R", "G", "B")

@@ -10,10 +10,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from interp.errors import InterpError
 from interp.rollout import Episodes, Step
 
 
-class ExperimentError(ValueError):
+class ExperimentError(InterpError, ValueError):
     """Bad experiment name, checkpoints or options; the message says what to do instead."""
 
 

@@ -22,8 +22,17 @@ from interp.envs import EnvSpec
 from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, rate
 
-from .common import StepTrace, fmt, md_table, plt, save, split_episodes, truncation_note, \
-    write_csv, write_summary
+from .common import (
+    StepTrace,
+    fmt,
+    md_table,
+    plt,
+    save,
+    split_episodes,
+    truncation_note,
+    write_csv,
+    write_summary,
+)
 
 REGION_SIZES = (1, 2, 3, 4, 5, 7, 10, 15)
 KEYS = ("agent_cell_x", "agent_cell_y", "corner_x", "corner_y", "goal_x", "goal_y", "level_seed")

@@ -27,8 +27,19 @@ from interp.envs import EnvSpec
 from interp.rollout import run_episodes
 from interp.stats import rate
 
-from .common import ExperimentError, StepTrace, episode_outcomes, fmt, md_table, plt, save, \
-    split_episodes, truncation_note, write_csv, write_summary
+from .common import (
+    ExperimentError,
+    StepTrace,
+    episode_outcomes,
+    fmt,
+    md_table,
+    plt,
+    save,
+    split_episodes,
+    truncation_note,
+    write_csv,
+    write_summary,
+)
 
 COINRUN_TIMEOUT = 1000  # CoinRun's episode step limit
 FRACTION_OF = {"coinrun": 0.0, "coinrun-random-coin": 1.0}

@@ -20,8 +20,16 @@ from interp.envs import EnvSpec
 from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, rate
 
-from .common import StepTrace, fmt, plt, save, split_episodes, truncation_note, write_csv, \
-    write_summary
+from .common import (
+    StepTrace,
+    fmt,
+    plt,
+    save,
+    split_episodes,
+    truncation_note,
+    write_csv,
+    write_summary,
+)
 
 EXAMPLE_ENVS = 4  # frames are kept for the first episode of these envs (one becomes the example)
 THUMBNAILS = 6

@@ -29,8 +29,18 @@ from interp.models import preprocess
 from interp.rollout import Step, run_episodes
 from interp.stats import bootstrap_mean
 
-from .common import StepTrace, errbars, fmt, md_table, plt, save, split_episodes, \
-    truncation_note, write_csv, write_summary
+from .common import (
+    StepTrace,
+    errbars,
+    fmt,
+    md_table,
+    plt,
+    save,
+    split_episodes,
+    truncation_note,
+    write_csv,
+    write_summary,
+)
 
 # (name, lower, upper) bounds on progress = agent_x / end_wall_x; the last stage ends at the
 # wall's first column (progress 1), frames past it (none in stock levels) are dropped.

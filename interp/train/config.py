@@ -18,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from interp.errors import InterpError
+
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
 # Keys that may change between the chunks of one run without changing its results' meaning.
 RUNTIME_KEYS = frozenset({"run.device", "run.compile", "run.env_threads", "run.log_every"})
 
 
-class ConfigError(ValueError):
+class ConfigError(InterpError, ValueError):
     """A config file or value that cannot be used; the message names the key."""
 
 

@@ -29,23 +29,15 @@ import torch
 from torch import nn
 
 from interp.checkpoint import load_agent, save_agent
+from interp.device import resolve_device
 from interp.models import ImpalaAgent, ModelConfig, preprocess
 from interp.train.config import ConfigError, TrainConfig, dump_config, load_config
 from interp.train.evaluate import evaluate_policy
-from interp.train.ppo import (RewardNormalizer, explained_variance, gae, ppo_loss,
-                              sample_actions)
+from interp.train.ppo import RewardNormalizer, explained_variance, gae, ppo_loss, sample_actions
 
 BASE_COLUMNS = ("steps", "time", "fps", "episodes", "ep_return", "ep_length", "policy_loss",
                 "value_loss", "entropy", "approx_kl", "clip_frac", "explained_var", "lr")
 EVAL_FIELDS = ("return", "success", "length", "n")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
-    return torch.device(name)
 
 
 def _group_seed(seed: int, group: int) -> int:

@@ -1,0 +1,8 @@
+"""The base of every error a user can cause and fix (bad input, missing files, wrong device).
+
+Its messages name the problem and the fix; the CLI prints them without a traceback. Anything
+else escaping a command is a bug in interp and keeps its traceback."""
+
+
+class InterpError(Exception):
+    """A user-facing error; subclasses also derive from ValueError or RuntimeError."""
