@@ -16,7 +16,8 @@ ACTION_NAMES = ("left-down", "left", "left-up", "down", "noop", "up", "right-dow
 OUTLINE_COLOURS = ("yellow", "magenta", "white", "lime", "cyan")  # object masks, in mask order
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,9 +25,10 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as PNG (tight, 110 dpi) and close it."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
@@ -43,7 +45,7 @@ def _hbars(ax, labels, mean, lo, hi, title, colour):
 
 def ablation_effects(result: AblationResult, rows: list[dict], rank_by: str, path: Path) -> Path:
     """Ranked effect bars with 95% intervals: the ranking metric, KL and |Δvalue|."""
-    plt = _plt()
+    plt = pyplot()
     labels = [r["condition"] for r in rows]
     panels = ([f"d_{rank_by}"] if rank_by not in ("kl", "dvalue") else []) + ["kl", "dvalue"]
     titles = {f"d_{rank_by}": f"Δ {rank_by} (ablated − baseline)",
@@ -56,13 +58,13 @@ def ablation_effects(result: AblationResult, rows: list[dict], rank_by: str, pat
     fig.suptitle(f"{result.mode} ablation of {result.layer} on {result.spec.variant} "
                  f"(ranked by {rank_by}; 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ablation_behaviour(result: AblationResult, order: list[int], path: Path) -> Path:
     """Behaviour rates (success, reached end, distractor) per condition, one panel per metric;
     the dashed line is the baseline's rate."""
-    plt = _plt()
+    plt = pyplot()
     metrics = [m for m in ("success", "reached_end", "distractor") if m in result.behaviour_metrics]
     labels = [result.names[c] for c in order]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 1.0 + 0.24 * len(order)),
@@ -78,12 +80,12 @@ def ablation_behaviour(result: AblationResult, order: list[int], path: Path) -> 
     fig.suptitle(f"Behaviour per condition, {result.mode} ablation of {result.layer} "
                  f"(n={n} episodes each; 95% CI)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def attribution_grid(result: AttributionResult, indices: list[int], path: Path) -> Path:
     """Rows of frames; columns: the frame, then one Fig. 9 style overlay per target."""
-    plt = _plt()
+    plt = pyplot()
     cols = 1 + len(result.targets)
     fig, axes = plt.subplots(len(indices), cols, figsize=(2.3 * cols, 2.4 * len(indices)),
                              squeeze=False)
@@ -111,13 +113,13 @@ def attribution_grid(result: AttributionResult, indices: list[int], path: Path) 
                  f"Gaussian blur (5, σ=5), full scale per panel\nobject masks: {outlines}",
                  fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def attribution_shares(rows: list[dict], targets: list[str], path: Path) -> Path:
     """Attribution mass share per object, one bar per target, beside the uniform-map share
     (the rest of the frame, ``other``, is given in the title)."""
-    plt = _plt()
+    plt = pyplot()
     rest = next(r for r in rows if r["object"] == "other")
     rows = [r for r in rows if r["object"] != "other"]
     x = np.arange(len(rows))
@@ -136,4 +138,4 @@ def attribution_shares(rows: list[dict], targets: list[str], path: Path) -> Path
     ax.set_title(f"Attribution mass on objects (mean over frames, 95% CI)\n"
                  f"rest of the frame: {other}, uniform {rest['uniform']:.3f}", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

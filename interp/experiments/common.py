@@ -11,6 +11,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from interp.errors import InterpError
+from interp.plots import pyplot as plt  # noqa: F401  (re-exported for the experiments)
+from interp.plots import save_figure as save  # noqa: F401
 from interp.rollout import Episodes, Step
 
 
@@ -116,20 +118,6 @@ def write_summary(out: Path, title: str, body: str) -> Path:
     path = Path(out) / "summary.md"
     path.write_text(f"# {title}\n\n{body.strip()}\n")
     return path
-
-
-def plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt().close(fig)
-    return Path(path)
 
 
 def errbars(ax, x, stats, **kw) -> None:
