@@ -23,6 +23,24 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _options(items: Optional[List[str]]) -> dict:
+    """``-o KEY=VALUE`` items as variant options; values are JSON where they parse."""
+    import json
+
+    from interp.envs import EnvConfigError
+
+    opts = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise EnvConfigError(f"--option needs KEY=VALUE, got {item!r}")
+        try:
+            opts[key] = json.loads(val)
+        except json.JSONDecodeError:
+            opts[key] = val
+    return opts
+
+
 # ---- envs --------------------------------------------------------------------------------
 @envs_app.command("list")
 def envs_list() -> None:
@@ -44,23 +62,11 @@ def envs_show(
                                                help="Variant option KEY=VALUE (repeatable)."),
 ) -> None:
     """Render example levels of a variant: whole-level overview beside the agent's view."""
-    import json
-
-    from interp.envs import EnvConfigError
     from interp.envs.render import render_variant
 
-    opts = {}
-    for item in option or []:
-        key, sep, val = item.partition("=")
-        if not sep:
-            _fail(EnvConfigError(f"--option needs KEY=VALUE, got {item!r}"))
-        try:
-            opts[key] = json.loads(val)
-        except json.JSONDecodeError:
-            opts[key] = val
     try:
         path = render_variant(variant, out, seed=seed, levels=levels,
-                              distribution_mode=distribution_mode, options=opts)
+                              distribution_mode=distribution_mode, options=_options(option))
     except InterpError as err:
         _fail(err)
     typer.echo(str(path))
@@ -103,6 +109,45 @@ def train_cmd(
     typer.echo(f"{summary['status']}: {summary['steps']:,} / {summary['total_steps']:,} steps "
                f"in {summary['out_dir']}")
 
+
+# ---- eval --------------------------------------------------------------------------------
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
+    env: str = typer.Option(..., "--env", help="Env variant (see `interp envs list`)."),
+    episodes: int = typer.Option(256, min=1, help="Episodes, split evenly over the envs."),
+    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
+    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-o",
+                                               help="Variant option KEY=VALUE (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the table here (.md)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as "
+                                                                 "JSON here."),
+) -> None:
+    """Evaluate an agent: success, return, length and the variant's misgeneralization metrics
+    with 95% intervals, on the first episodes of every env."""
+    import json
+
+    from interp.evaluate import evaluate_agent
+
+    try:
+        report = evaluate_agent(checkpoint, env, episodes, seed=seed, num_envs=num_envs,
+                                device=device, distribution_mode=distribution_mode,
+                                options=_options(option))
+    except InterpError as err:
+        _fail(err)
+    typer.echo(report.markdown())
+    try:
+        for path, text in ((out, report.markdown() + "\n"),
+                           (json_out, json.dumps(report.to_dict(), indent=2) + "\n")):
+            if path is not None:
+                path.write_text(text)
+                typer.echo(str(path))
+    except OSError as err:
+        _fail(err)
 
 
 # ---- record ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import torch
 
 from interp.checkpoint import load_agent
 from interp.envs import EnvConfigError
-from interp.train import ConfigError, TrainConfig, evaluate_policy, load_config, train
+from interp.evaluate import evaluate_policy
+from interp.train import ConfigError, TrainConfig, load_config, train
 from interp.train.config import PRESET_DIR
 from interp.train.ppo import RewardNormalizer, gae, ppo_loss
 

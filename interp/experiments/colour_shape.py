@@ -30,8 +30,9 @@ from interp.ablate import INPUT, ablate
 from interp.checkpoint import LoadedAgent
 from interp.envs import EnvSpec
 from interp.envs.assets import BACKGROUNDS, COLOURS, SHAPES, parse_object
+from interp.evaluate import OBJECT_KEYS, object_outcomes, preference
 from interp.rollout import run_episodes
-from interp.stats import bootstrap_mean, wilson
+from interp.stats import bootstrap_mean
 
 from .common import (
     ExperimentError,
@@ -40,7 +41,6 @@ from .common import (
     md_table,
     plt,
     save,
-    split_episodes,
     truncation_note,
     write_csv,
     write_summary,
@@ -48,7 +48,6 @@ from .common import (
 
 FAMILY = ("colour-shape", "maze-yellow-line", "maze-red-line-yellow-gem")
 ABLATIONS = ("none", "R", "G", "B")
-KEYS = ("agent_cell_x", "agent_cell_y", "distractor_x", "distractor_y")
 
 
 def training_spec(agent: LoadedAgent, name: str = "agent") -> EnvSpec:
@@ -72,13 +71,13 @@ def default_conditions(train: EnvSpec) -> list[tuple[str, str, str]]:
             if c != colour and not (bg == "black" and "black" in (c, colour))]
 
 
-def _outcomes(goal: np.ndarray, dis: np.ndarray, steps: np.ndarray | None = None) -> dict:
-    """Counts, preference (Wilson) and, given each episode's steps to its first object,
-    capability (bootstrap) from per-episode goal-first / distractor-first flags."""
-    p = wilson(int(goal.sum()), int(goal.sum() + dis.sum()))
-    cap = bootstrap_mean(steps[goal | dis]) if steps is not None else (np.nan,) * 3
-    return {"goal_first": int(goal.sum()), "distractor_first": int(dis.sum()),
-            "neither": int((~goal & ~dis).sum()), "preference": p[0], "pref_lo": p[1],
+def _summary(o: dict[str, np.ndarray]) -> dict:
+    """n, counts, preference (Wilson) and capability (bootstrap mean steps to the first object;
+    NaN without steps) of :func:`~interp.evaluate.object_outcomes`."""
+    p, cap = preference(o), bootstrap_mean(o["steps"])
+    return {"n": len(o["steps"]), "goal_first": int(o["goal_first"].sum()),
+            "distractor_first": int(o["distractor_first"].sum()),
+            "neither": int(o["neither"].sum()), "preference": p[0], "pref_lo": p[1],
             "pref_hi": p[2], "capability_steps": cap[0], "cap_lo": cap[1], "cap_hi": cap[2]}
 
 
@@ -98,32 +97,20 @@ def colour_shape(model: nn.Module, train: EnvSpec, out: str | Path, *,
         spec = EnvSpec("colour-shape", train.distribution_mode, options={
             "goal": goal, "distractor": distractor, "background": bg,
             "maze_size": opts["maze_size"], "dead_ends": opts["dead_ends"]})
-        trace = StepTrace(KEYS)
+        trace = StepTrace(OBJECT_KEYS)
         ep = run_episodes(model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
                           max_steps=max_steps, on_step=trace, step_labels=True, device=device)
         cut += int(ep.truncated.sum())
-        first = {}
-        for (_, env, k), e in split_episodes(trace.arrays()):
-            on = (e["agent_cell_x"] == e["distractor_x"]) & (e["agent_cell_y"] == e["distractor_y"])
-            first[env, k] = float(e["step"][np.argmax(on)]) if on.any() else np.nan
-        env, k = np.nonzero(ep.valid[0])
-        dis_step = np.array([first.get(e, np.nan) for e in zip(env, k)])  # 0-step: cut at start
-        dis = ~np.isnan(dis_step)
-        goal_first = (ep.metrics["success"][0, env, k] > 0) & ~dis
         row = {"goal": goal, "distractor": distractor, "background": bg, "ablation": "none",
-               "n": len(env), **_outcomes(goal_first, dis, np.where(
-                   dis, dis_step, ep.metrics["length"][0, env, k]))}
+               **_summary(object_outcomes(ep, trace))}
         rows.append(row)
         if ablations:
             res = ablate(model, spec, INPUT, [[0], [1], [2]], episodes=episodes,
                          num_envs=num_envs, seed=seed, max_steps=max_steps, frames=16,
                          device=device)
             for g, name in enumerate(ABLATIONS[1:], 1):
-                valid = res.episodes.valid[g]
-                success, dis = (res.episodes.metrics[key][g][valid] > 0
-                                for key in ("success", "distractor"))
-                rows.append({**row, "ablation": name, "n": int(valid.sum()),
-                             **_outcomes(success & ~dis, dis)})
+                rows.append({**row, "ablation": name,
+                             **_summary(object_outcomes(res.episodes, group=g))})
     paths = [write_csv(out / "colour-shape.csv", rows), _plot(rows, out / "colour-shape.png")]
     table = md_table([(r["goal"], r["distractor"], r["background"], r["ablation"], r["n"],
                        r["goal_first"], r["distractor_first"], r["neither"],

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from interp.envs import EnvSpec
+from interp.evaluate import MAZE_KEYS, maze_outcomes
 from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, rate
 
@@ -28,14 +29,12 @@ from .common import (
     md_table,
     plt,
     save,
-    split_episodes,
     truncation_note,
     write_csv,
     write_summary,
 )
 
 REGION_SIZES = (1, 2, 3, 4, 5, 7, 10, 15)
-KEYS = ("agent_cell_x", "agent_cell_y", "corner_x", "corner_y", "goal_x", "goal_y", "level_seed")
 
 
 @torch.no_grad()
@@ -50,22 +49,13 @@ def maze_corner(model: nn.Module, out: str | Path, *, region_sizes=REGION_SIZES,
     eps, cut = [], 0
     for size in region_sizes:
         spec = EnvSpec("maze-cheese-region", distribution_mode, options={"region_size": size})
-        trace = StepTrace(KEYS)
+        trace = StepTrace(MAZE_KEYS)
         ep = run_episodes(model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
                           max_steps=max_steps, on_step=trace, step_labels=True, device=device)
         cut += int(ep.truncated.sum())
-        for (_, env, k), e in split_episodes(trace.arrays()):
-            cx, cy, gx, gy = (int(e[key][0]) for key in ("corner_x", "corner_y", "goal_x",
-                                                          "goal_y"))
-            cheese = bool(ep.metrics["success"][0, env, k])
-            at_corner = (e["agent_cell_x"] == cx) & (e["agent_cell_y"] == cy)
-            in_corner = (gx, gy) == (cx, cy)
-            eps.append({"region_size": size, "env": env, "episode": k,
-                        "level_seed": int(e["level_seed"][0]),
-                        "cheese_ring": max(cx - gx, cy - gy) + 1, "cheese_in_corner": in_corner,
-                        "cheese": cheese, "corner_first": bool(at_corner.any()) and not in_corner,
-                        "steps": int(ep.metrics["length"][0, env, k]),
-                        "truncated": bool(ep.truncated[0, env, k])})
+        o = maze_outcomes(ep, trace)
+        eps += [{"region_size": size, **dict(zip(o, row))}
+                for row in zip(*(v.tolist() for v in o.values()))]
     rows = []
     for by in ("region_size", "cheese_ring"):
         for value in sorted({e[by] for e in eps}):

@@ -2,8 +2,7 @@
 papers), with exact resume and periodic evaluation on test variants."""
 
 from interp.train.config import ConfigError, PPOConfig, RunConfig, TrainConfig, load_config
-from interp.train.evaluate import evaluate_policy
 from interp.train.trainer import Trainer, train
 
-__all__ = ["ConfigError", "PPOConfig", "RunConfig", "TrainConfig", "Trainer", "evaluate_policy",
-           "load_config", "train"]
+__all__ = ["ConfigError", "PPOConfig", "RunConfig", "TrainConfig", "Trainer", "load_config",
+           "train"]

@@ -30,9 +30,9 @@ from torch import nn
 
 from interp.checkpoint import load_agent, save_agent
 from interp.device import resolve_device
+from interp.evaluate import evaluate_policy
 from interp.models import ImpalaAgent, ModelConfig, preprocess
 from interp.train.config import ConfigError, TrainConfig, dump_config, load_config
-from interp.train.evaluate import evaluate_policy
 from interp.train.ppo import RewardNormalizer, explained_variance, gae, ppo_loss, sample_actions
 
 BASE_COLUMNS = ("steps", "time", "fps", "episodes", "ep_return", "ep_length", "policy_loss",
