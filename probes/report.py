@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from probes.run import PROBE_NAMES, ProbeResults  # noqa: E402
+from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults  # noqa: E402
 
 METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "r2": "R²"}
 STYLE = {"agent": dict(color="C0", marker="o", lw=2),
@@ -122,6 +122,7 @@ def _band(ax, x, scores, label, style):
     ax.fill_between(x, lo, hi, color=style["color"], alpha=0.15, lw=0)
 
 
+
 def _score_plot(res: ProbeResults, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(7.5, 0.7 * len(res.layers) + 4.5), 4.6))
     x = np.arange(len(res.layers))
@@ -136,13 +137,15 @@ def _score_plot(res: ProbeResults, path: Path) -> Path:
     s = res.score("majority")
     ax.axhline(s.value, color="k", ls="--", lw=1, label=f"{PROBE_NAMES['majority']} (chance)")
     b = res.layers.index(res.best_layer)
-    ax.plot(x[b], res.score("agent", res.best_layer).value, "*", color="C3", ms=14, zorder=5,
-            label="best layer")
+    best = res.score("agent", res.best_layer)
+    ax.plot(x[b], best.value, "*", color="C3", ms=14, zorder=5,
+            label="best layer" if best.lo > s.value else "best layer (CI covers chance)")
     ax.set_xticks(x, [short(n) for n in res.layers], rotation=35, ha="right")
     ax.set_ylabel(f"out-of-fold {METRIC_NAMES[res.metric]}")
     ax.set_title(f"{res.feature.name}: linear probe by layer\n{res.info['rows']:,} rows, "
                  f"{res.info['levels']:,} levels, {res.info['folds']}-fold CV grouped by level; "
-                 "bands: 95% intervals", fontsize=10)
+                 "bands: 95% intervals" + (f"\nfew levels (< {FEW_LEVELS}): scores are noisy and "
+                 "can fall below chance" if res.info["levels"] < FEW_LEVELS else ""), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()

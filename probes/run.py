@@ -117,6 +117,9 @@ class _Probe:
                                for i in range(0, len(self.rows), chunk)])
 
 
+FEW_LEVELS = 30  # below this, grouped-CV scores swing widely (seen: AUROC 0.3 on 8 levels)
+
+
 @dataclass(frozen=True)
 class ProbeOptions:
     """Settings of :func:`run_probe` (all keyword arguments of it)."""
@@ -281,6 +284,10 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
         f"{len(np.unique(tg.groups)):,} levels, {opts.folds} folds, {len(layers)} layers")
 
     notes = []
+    levels = len(np.unique(tg.groups))
+    if levels < FEW_LEVELS:
+        notes.append(f"only {levels} levels: grouped-CV scores are noisy and can fall below "
+                     f"chance; record >= {FEW_LEVELS} levels (more episodes) for a reading")
     use_pixels = "pixels" in opts.controls and rec.has_obs
     use_random = "random_agent" in opts.controls and opts.random_agent_rows > 0 and rec.has_obs
     if {"pixels", "random_agent"} & set(opts.controls) and not rec.has_obs:
