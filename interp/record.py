@@ -247,9 +247,7 @@ class _Loop:
                                             self.step[active])
                 actions = np.full(self.cfg.num_envs, NOOP, dtype=np.int32)
                 actions[active] = chosen
-                self.env.act(actions)
-                reward, next_obs, first = self.env.observe()
-                info = self.env.get_info()
+                self.env.act(actions)  # returns at once: the envs step while we copy
 
                 if "agent_on_goal" in labels:  # exact across resumes (the env's flag is not)
                     self.touched[active] |= labels["agent_on_goal"] > 0
@@ -258,7 +256,6 @@ class _Loop:
                 row = {
                     "obs": obs[active], "action": chosen.astype(np.int32),
                     "probs": probs, "value": value.float().cpu().numpy(),
-                    "reward": reward[active].astype(np.float32), "done": first[active],
                     "env": active.astype(np.int32),
                     "episode": (self.done[active] * self.cfg.num_envs + active).astype(np.int64),
                     "step": self.step[active].astype(np.int32),
@@ -268,6 +265,10 @@ class _Loop:
                 row.update({f"labels/{k}": np.asarray(v) for k, v in labels.items()})
                 for name in self.layers:
                     row[f"activations/{name}"] = cache[name].to("cpu", self.store_dtype).numpy()
+                reward, next_obs, first = self.env.observe()
+                info = self.env.get_info()
+                row["steps/reward"] = reward[active].astype(np.float32)
+                row["steps/done"] = first[active]
                 for k, v in row.items():
                     arrays.setdefault(k, []).append(v)
                 buffered += sum(v.nbytes for v in row.values())
