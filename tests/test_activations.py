@@ -16,7 +16,6 @@ LAYER = "embedder.block3.res2.resadd"
 
 @pytest.fixture(scope="module")
 def path(tmp_path_factory):
-    torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("reader")
     out = tmp / "rec.h5"
     record(make_agent(tmp / "agent.pt"), out, episodes=4, num_envs=2, device="cpu",

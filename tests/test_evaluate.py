@@ -25,15 +25,6 @@ from interp.models import ImpalaAgent, ModelConfig
 from interp.rollout import Episodes, Step, run_episodes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches run fastest on one thread (and do not fight the env threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def runner():
     """Runs and jumps right (short CoinRun episodes), with a little frame dependence."""

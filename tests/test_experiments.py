@@ -30,15 +30,6 @@ from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, rate, wilson
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny batches run fastest on one thread (and do not fight the env threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

@@ -15,7 +15,14 @@ from sklearn.linear_model import Ridge
 from interp.checkpoint import save_agent
 from interp.envs.labels import LABEL_DOCS
 from interp.models import ImpalaAgent, ModelConfig
-from probes import Feature, ProbeError, get_feature, group_folds, load_catalogue, run_probe
+from probes import (
+    Feature,
+    ProbeError,
+    get_feature,
+    group_folds,
+    load_catalogue,
+    run_probe,
+)
 from probes.features import parse
 from probes.linear import FoldStats, fit_ridge
 from probes.synthetic import planted_recording
@@ -198,7 +205,6 @@ def test_cli_end_to_end(tmp_path):
     from interp.record import record
 
     rec = tmp_path / "rec.h5"
-    torch.set_num_threads(1)
     record(_agent(tmp_path / "agent.pt"), rec, episodes=12, num_envs=4, device="cpu",
            layers=["embedder.block3.*", "embedder.relufc"])
     out = tmp_path / "out"

@@ -23,14 +23,6 @@ from interp.record import NOOP, RecordError, record
 EPISODES, ENVS = 6, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two torch threads are several times slower than one on the 2-core test VM."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_agent(path: Path, num_actions: int = 15) -> Path:
     """A random agent biased to run right (RIGHT+UP, RIGHT): CoinRun episodes of ~50 steps."""

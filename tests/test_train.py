@@ -26,14 +26,6 @@ run: {total_steps: 512, checkpoint_every: 256, device: cpu, env_groups: 2}
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is small and shared: one torch thread is faster and steadier."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _yaml(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
     p = tmp_path / name

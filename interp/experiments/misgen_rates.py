@@ -95,7 +95,7 @@ def misgen_rates(agents: list[tuple[str, LoadedAgent]], out: str | Path, *,
                           step_labels=True, **run)
         cut += int(ep.truncated.sum())
         flags["chance"] = invisible_coin_outcomes(trace)
-        for where, metric, label in METRICS:
+        for where, metric, _ in METRICS:
             f = flags[where][metric]
             r, lo, hi = rate(f)
             rows.append({"checkpoint": name, "random_coin_fraction": fraction, "levels": where,
