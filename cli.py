@@ -204,15 +204,14 @@ def record_cmd(
 
 
 # ---- ablate / attribute ------------------------------------------------------------------
-def _agent_env(checkpoint: Path, env: str, distribution_mode: str, device: str):
+def _agent_env(checkpoint: Path, env: str, distribution_mode: Optional[str], device: str):
     """Load the agent and build the env spec, or fail with a clear message."""
     from interp.checkpoint import load_agent
-    from interp.envs import EnvSpec
     from interp.rollout import check_agent_env
 
     try:
-        model = load_agent(checkpoint, device).model
-        spec = EnvSpec(env, distribution_mode)
+        agent = load_agent(checkpoint, device)
+        model, spec = agent.model, agent.env_spec(env, distribution_mode)
         check_agent_env(model, spec)
     except InterpError as err:
         _fail(err)
@@ -260,8 +259,9 @@ def ablate_cmd(
     report: Optional[Path] = typer.Option(None, "--report", help="Write CSV, markdown, PNGs here."),
     rank_by: str = typer.Option("return", help="Metric to rank by (a behaviour metric, kl, "
                                                "dvalue)."),
-    distribution_mode: str = typer.Option("easy", help="easy or hard."),
-    device: str = typer.Option("cpu", help="torch device."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="easy or hard (default: the agent's training mode, else easy)."),
+    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
 ) -> None:
     """Ablate channels (or input colours) and rank what changes against the unablated agent."""
     from interp.ablate import INPUT, AblationError, ActivationStats, ablate
@@ -308,8 +308,9 @@ def attribute_cmd(
     seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
     n_steps: int = typer.Option(32, min=2, help="Integration steps (IG methods)."),
     grid: int = typer.Option(6, min=1, help="Frames in the overlay grid."),
-    distribution_mode: str = typer.Option("easy", help="easy or hard."),
-    device: str = typer.Option("cpu", help="torch device."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="easy or hard (default: the agent's training mode, else easy)."),
+    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
 ) -> None:
     """Attribute the critic and the actor to pixels or a layer; Fig. 9 maps and object shares."""
     from interp.attribute import attribute

@@ -49,6 +49,20 @@ class LoadedAgent:
     optimizer_state: dict[str, Any] | None
     source_format: str  # "interp" | "train-procgen-pytorch"
 
+    def env_spec(self, variant: str | None = None, distribution_mode: str | None = None,
+                 options: dict | None = None):
+        """The env to run this agent on: ``variant`` (default: the one it was trained on) in
+        ``distribution_mode`` (default: its training mode, else easy)."""
+        from interp.envs import EnvSpec
+
+        trained = self.manifest.get("env_spec") or {}
+        variant = variant or trained.get("variant")
+        if variant is None:
+            raise CheckpointError("the checkpoint does not say which env it was trained on "
+                                  "(a train-procgen-pytorch file?); pass --env")
+        mode = distribution_mode or trained.get("distribution_mode") or "easy"
+        return EnvSpec(variant, mode, options=dict(options or {}))
+
 
 def _plain(obj: Any, where: str) -> Any:
     """Check ``obj`` is weights_only-loadable; numpy scalars become Python scalars."""

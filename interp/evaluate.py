@@ -222,9 +222,7 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
         raise ValueError(f"episodes and num_envs must be >= 1 (got {episodes}, {num_envs})")
     dev = resolve_device(device)
     agent = load_agent(checkpoint, dev)
-    trained = agent.manifest.get("env_spec") or {}
-    spec = EnvSpec(env, distribution_mode or trained.get("distribution_mode") or "easy",
-                   options=dict(options or {}))
+    spec = agent.env_spec(env, distribution_mode, options)
     game = get_variant(env).game
     invisible = env == "coinrun-invisible-coin"
     objects = bool(spec.resolved_options().get("distractor"))

@@ -352,7 +352,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         if out.exists() and mode == "create":
             raise RecordError(f"{out} already exists; use --resume to finish it, --append to "
                               "add episodes, or --overwrite to replace it")
-        spec = _env_spec(env, distribution_mode, manifest)
+        spec = agent.env_spec(env, distribution_mode)
         n = min(num_envs or 64, episodes)
         cfg = RecordConfig(episodes=episodes, num_envs=n, seed=0 if seed is None else seed,
                            layers=tuple(resolve_names(model, layers or DEFAULT_LAYERS)),
@@ -413,17 +413,6 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _env_spec(env: str | None, distribution_mode: str | None, manifest: dict):
-    from interp.envs import EnvSpec
-
-    trained = manifest.get("env_spec") or {}
-    variant = env or trained.get("variant")
-    if variant is None:
-        raise RecordError("the checkpoint does not say which env it was trained on; pass --env")
-    mode = distribution_mode or trained.get("distribution_mode") or "easy"
-    return EnvSpec(variant, distribution_mode=mode)
 
 
 def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, model, checkpoint,
