@@ -8,4 +8,4 @@ PY=${PYTHON:-python3}
 # CPU torch first, so nothing below pulls the multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
-echo "interp installed in .venv ($(.venv/bin/python -c 'import torch, procgen; print("torch", torch.__version__)'))"
+echo "interp installed in .venv ($(.venv/bin/python -c 'import torch; from interp.envs.core import import_procgen; import_procgen(); print("torch", torch.__version__)'))"
