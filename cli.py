@@ -155,14 +155,16 @@ def eval_cmd(
 def record_cmd(
     checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
     out: Path = typer.Option(..., "--out", help="HDF5 file to write."),
-    env: Optional[str] = typer.Option(None, help="Env variant (default: the agent's training env)."),
+    env: Optional[str] = typer.Option(
+        None, help="Env variant (default: the agent's training env)."),
     episodes: Optional[int] = typer.Option(
         None, min=1, help="Episodes to record, split evenly over envs (with --append: to add)."),
     layers: Optional[List[str]] = typer.Option(
         None, "--layers", help="Layer names or globs, repeatable (default: block and residual "
         "outputs, relufc, fc_policy, fc_value)."),
     num_envs: Optional[int] = typer.Option(None, min=1, help="Parallel envs (default 64)."),
-    seed: Optional[int] = typer.Option(None, min=0, help="Env and action-sampling seed (default 0)."),
+    seed: Optional[int] = typer.Option(
+        None, min=0, help="Env and action-sampling seed (default 0)."),
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     float16: Optional[bool] = typer.Option(None, "--float16", help="Store activations as float16."),
     greedy: Optional[bool] = typer.Option(None, "--greedy", help="Take argmax actions."),

@@ -36,7 +36,8 @@ class EditError(InterpError, RuntimeError):
 
 
 class Edit(Protocol):
-    def __call__(self, state: GameState, rng: np.random.Generator, options: dict) -> GameState | None:
+    def __call__(self, state: GameState, rng: np.random.Generator,
+                 options: dict) -> GameState | None:
         """Return the edited state (or None to keep the level as generated)."""
 
 

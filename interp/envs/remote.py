@@ -58,7 +58,7 @@ def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads
 
     def observe():  # frames go through shared memory, reward and first through the pipe
         reward, obs, first = env.observe()
-        frames[:] = obs
+        frames[:] = obs  # noqa: F821 (deleted only after the serve loop ends)
         return reward, first
 
     def reply(fn, *args) -> bool:

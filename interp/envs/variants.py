@@ -3,7 +3,8 @@
 from interp.envs import coinrun, colour_shape, maze
 from interp.envs.core import Variant, register
 
-register(Variant("coinrun", "coinrun", "Stock CoinRun: the coin is always at the end of the level."))
+register(Variant("coinrun", "coinrun",
+                 "Stock CoinRun: the coin is always at the end of the level."))
 register(Variant("coinrun-random-coin", "coinrun",
                  "CoinRun test levels: coin moved to a random ground cell left of the end.",
                  edit=coinrun.random_coin))
@@ -30,7 +31,8 @@ register(Variant("maze-cheese-region", "maze",
                  "region_size x region_size square.",
                  edit=maze.cheese_in_region, defaults={"region_size": 5},
                  check_options=maze.check_region))
-register(Variant("heist", "heist", "Stock Heist: collect coloured keys to open doors, then the gem."))
+register(Variant("heist", "heist",
+                 "Stock Heist: collect coloured keys to open doors, then the gem."))
 
 _COLOUR_SHAPE = dict(edit=colour_shape.edit, labels=colour_shape.labels,
                      check_options=colour_shape.check_options, factory=colour_shape.make_remote)
