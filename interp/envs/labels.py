@@ -87,7 +87,9 @@ def label_keys(game: str) -> tuple[str, ...]:
 # -- public helpers -------------------------------------------------------------------------
 def find_tiles(state: GameState, tiles) -> list[tuple[int, int]]:
     """(x, y) cells whose tile id is in ``tiles``, bottom row first."""
-    ys, xs = np.nonzero(np.isin(state.grid, tiles))
+    grid = state.grid
+    mask = grid == tiles[0] if len(tiles) == 1 else np.isin(grid, tiles)  # == is 10x faster
+    ys, xs = np.nonzero(mask)
     return list(zip(xs.tolist(), ys.tolist()))
 
 
@@ -161,7 +163,8 @@ def _goal_geometry(state: GameState, out: dict) -> None:
 
 
 def _coinrun(state: GameState) -> dict:
-    wall = np.isin(np.abs(state.grid[1:-1]), (15, 16)).all(axis=0)
+    inner = np.abs(state.grid[1:-1])
+    wall = ((inner == 15) | (inner == 16)).all(axis=0)
     open_cols = np.flatnonzero(~wall)
     end_x = int(open_cols[-1]) + 1 if open_cols.size else 0
     px, _ = to_pixels(state, end_x, 0)
