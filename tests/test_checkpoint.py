@@ -134,6 +134,7 @@ def test_load_train_procgen_pytorch_checkpoint(tmp_path):
     assert re.search(r"env spec\s+unknown", describe_agent(tmp_path / "bare.pt"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the corrupt-file case
 def test_load_errors(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint file"):
         load_agent(tmp_path / "missing.pt")
