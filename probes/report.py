@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from interp.plots import save_figure  # noqa: E402
 from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults  # noqa: E402
 
 METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "r2": "R²"}
@@ -149,9 +150,7 @@ def _score_plot(res: ProbeResults, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
@@ -176,9 +175,7 @@ def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
     fig.suptitle(f"{res.feature.name}: top {len(rows)} channels of {short(res.channel_layer)} "
                  f"by L1 path entry ({res.info['channel_view']})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _spatial_plot(res: ProbeResults, path: Path) -> Path:
@@ -206,9 +203,7 @@ def _spatial_plot(res: ProbeResults, path: Path) -> Path:
     fig.suptitle(f"{res.feature.name}: where {short(res.spatial_layer)} "
                  f"({grid.shape[0]}x{grid.shape[1]}) holds it", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _umap_plot(res: ProbeResults, path: Path) -> Path:
@@ -229,6 +224,4 @@ def _umap_plot(res: ProbeResults, path: Path) -> Path:
     ax.set_title(f"UMAP of {short(u['layer'])} probe inputs ({len(y):,} random rows), "
                  f"coloured by {res.feature.name}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
