@@ -39,9 +39,11 @@ def hook_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if n and next(m.children(), None) is None]
 
 
-def resolve_names(model: nn.Module, patterns: str | Iterable[str]) -> list[str]:
-    """Expand exact names and fnmatch globs into hook names, in model order, without repeats."""
-    valid = hook_names(model)
+def resolve_names(model: nn.Module, patterns: str | Iterable[str],
+                  valid: list[str] | None = None) -> list[str]:
+    """Expand exact names and fnmatch globs into hook names, in model order, without repeats
+    (``valid``: the model's :func:`hook_names`, if the caller has them already)."""
+    valid = hook_names(model) if valid is None else valid
     chosen: set[str] = set()
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
         matched = fnmatch.filter(valid, pattern) if any(c in pattern for c in "*?[") else (
@@ -86,11 +88,12 @@ def use_hooks(model: nn.Module, fwd_hooks: Iterable[tuple[str, HookFn]]) -> Iter
             return new
         return hook
 
+    valid = hook_names(model)  # one module walk, not one per pattern
     try:
         for pattern, fn in fwd_hooks:
             if not callable(fn):
                 raise TypeError(f"hook for {pattern!r} must be callable(output, name), got {fn!r}")
-            for name in resolve_names(model, pattern):
+            for name in resolve_names(model, pattern, valid):
                 handles.append(model.get_submodule(name).register_forward_hook(wrap(fn, name)))
         yield
     finally:

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from interp.device import resolve_device
+from interp.envs.core import NOOP
 from interp.errors import InterpError
 from interp.rollout import sample_actions
 
 SCHEMA_VERSION = 1
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
 COMPRESSIONS = ("gzip", "lzf", "none")
-NOOP = 4  # the action given to envs that finished their quota (their steps are not written)
 CHUNK_BYTES = 1 << 20  # target HDF5 chunk size along the step axis
 FLUSH_STEPS = 256  # flush at least every this many vectorized steps
 STATE_GROUP = "resume"
@@ -249,10 +249,10 @@ class _Loop:
                 actions[active] = chosen
                 self.env.act(actions)  # returns at once: the envs step while we copy
 
-                if "agent_on_goal" in labels:  # exact across resumes (the env's flag is not)
-                    self.touched[active] |= labels["agent_on_goal"] > 0
-                    labels["goal_touched"] = self.touched[active].astype(
-                        labels["agent_on_goal"].dtype)
+                # goal_touched from the recorder's own flags: exact across resumes (the env's
+                # flag restarts with set_state)
+                self.touched[active] |= labels["agent_on_goal"] > 0
+                labels["goal_touched"] = self.touched[active].astype(labels["agent_on_goal"].dtype)
                 row = {
                     "obs": obs[active], "action": chosen.astype(np.int32),
                     "probs": probs, "value": value.float().cpu().numpy(),
@@ -266,7 +266,7 @@ class _Loop:
                 for name in self.layers:
                     row[f"activations/{name}"] = cache[name].to("cpu", self.store_dtype).numpy()
                 reward, next_obs, first = self.env.observe()
-                info = self.env.get_info()
+                info = self.env.get_info() if first[active].any() else None
                 row["steps/reward"] = reward[active].astype(np.float32)
                 row["steps/done"] = first[active]
                 for k, v in row.items():

@@ -24,12 +24,11 @@ import torch
 from torch import nn
 
 from interp.envs import EnvSpec, GameState, get_variant, make_env
-from interp.envs.core import NUM_ACTIONS
+from interp.envs.core import NOOP, NUM_ACTIONS
 from interp.errors import InterpError
 from interp.models import preprocess
 
 GOAL_REWARD = 10.0  # reward of the goal (coin, cheese, gem) in the games used here
-NOOP = 4  # action for envs that finished their quota
 Policy = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
 
 

@@ -24,6 +24,7 @@ from interp.errors import InterpError
 
 MAX_STATE_SIZE = 2**20
 NUM_ACTIONS = 15
+NOOP = 4  # the "do nothing" action (no direction, no key)
 DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
 
 
@@ -46,14 +47,13 @@ LabelFn = Callable[[GameState, dict], dict]
 
 @dataclass(frozen=True)
 class Variant:
-    """A named environment: a stock game, engine options, an edit and its option defaults."""
+    """A named environment: a stock game, an edit and its option defaults."""
 
     name: str
     game: str
     description: str
     edit: Edit | None = None
     defaults: dict = field(default_factory=dict)
-    engine_options: dict = field(default_factory=dict)
     # Fills variant-specific label keys (e.g. the distractor cell); see interp/envs/labels.py.
     labels: LabelFn | None = None
     check_options: Callable[[dict, str], None] | None = None
@@ -156,7 +156,7 @@ class VecEnv:
 
     def __init__(self, spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2,
                  resource_root: str | None = None, engine_options: dict | None = None):
-        """``engine_options`` override the variant's engine options (e.g. ``center_agent=False``
+        """``engine_options`` are extra engine options (e.g. ``center_agent=False``
         for a whole-level view); states never move between envs with different options."""
         ProcgenGym3Env = import_procgen().ProcgenGym3Env
 
@@ -169,7 +169,7 @@ class VecEnv:
         self.variant = get_variant(spec.variant)
         self.options = spec.resolved_options()
         self.num_actions = NUM_ACTIONS
-        kwargs = {**self.variant.engine_options, **(engine_options or {})}
+        kwargs = dict(engine_options or {})
         if resource_root is not None:
             kwargs["resource_root"] = resource_root
         self._env = ProcgenGym3Env(
@@ -179,6 +179,7 @@ class VecEnv:
         self._buf = self._env._ffi.new(f"char[{MAX_STATE_SIZE}]")
         self._goal_touched = np.zeros(num, dtype=bool)
         self._edits_owed = False
+        self._mode_code = self.get_state(0)["distribution_mode"]  # checked by set_state
         self._edit_new_levels(np.ones(num, dtype=bool))
 
     # -- gym3 interface -------------------------------------------------------------
@@ -230,13 +231,17 @@ class VecEnv:
         """Write one env's state (validated first: the engine aborts on bad states)."""
         if isinstance(state, (bytes, bytearray)):
             state = parse_state(state)
+        self._write_state(i, state)
+        self._goal_touched[i] = False
+
+    def _write_state(self, i: int, state: GameState) -> None:
+        """The one path into the engine: validated first, since bad states abort the process."""
         validate(state, self.variant.game)
-        if state["distribution_mode"] != self.get_state(i)["distribution_mode"]:
+        if state["distribution_mode"] != self._mode_code:
             raise InvalidStateError("state comes from an env with another distribution_mode; "
                                     "states only move between envs made with the same options")
         raw = state.to_bytes()
-        self._env.call_c_func("set_state", i, raw, len(raw))
-        self._goal_touched[i] = False
+        self._env.call_c_func("set_state", int(i), raw, len(raw))
 
     def get_all_states(self) -> list[bytes]:
         return [self.get_state_bytes(i) for i in range(self.num)]
@@ -269,9 +274,7 @@ class VecEnv:
             rng = _edit_seed(self.seed, state["current_level_seed"])
             edited = self.variant.edit(state, rng, self.options)
             if edited is not None:
-                validate(edited, self.variant.game)
-                raw = edited.to_bytes()
-                self._env.call_c_func("set_state", int(i), raw, len(raw))
+                self._write_state(i, edited)
 
 
 def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,

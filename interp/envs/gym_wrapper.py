@@ -15,9 +15,8 @@ from __future__ import annotations
 import gym
 import numpy as np
 
-from interp.envs.core import NUM_ACTIONS, EnvSpec, make_env
+from interp.envs.core import NOOP, NUM_ACTIONS, EnvSpec, make_env
 
-NOOP = 4
 
 
 class GymEnv(gym.Env):

@@ -16,6 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from interp.envs.coinrun import COIN, WALL_MID, WALL_TOP
+from interp.envs.maze import CHEESE
 from interp.envs.state import GameState
 
 FRAME = 64
@@ -75,7 +77,7 @@ GAME_KEYS: dict[str, tuple[str, ...]] = {
 }
 COMMON_KEYS = tuple(k for k in LABEL_DOCS if not any(k in v for v in GAME_KEYS.values()))
 
-GOAL_TILE = {"coinrun": 1, "maze": 2}
+GOAL_TILE = {"coinrun": COIN, "maze": CHEESE}
 HEIST_DOOR, HEIST_KEY, HEIST_GEM = 1, 2, 9
 
 
@@ -164,7 +166,7 @@ def _goal_geometry(state: GameState, out: dict) -> None:
 
 def _coinrun(state: GameState) -> dict:
     inner = np.abs(state.grid[1:-1])
-    wall = ((inner == 15) | (inner == 16)).all(axis=0)
+    wall = ((inner == WALL_MID) | (inner == WALL_TOP)).all(axis=0)
     open_cols = np.flatnonzero(~wall)
     end_x = int(open_cols[-1]) + 1 if open_cols.size else 0
     px, _ = to_pixels(state, end_x, 0)

@@ -127,6 +127,8 @@ class _Reader:
 
     def v(self) -> list[int]:
         n = self.i()
+        if not 0 <= n <= len(self.raw) // 4:
+            raise StateFormatError(f"bad vector length {n} at byte {self.pos - 4}")
         return list(struct.unpack(f"<{n}i", self.take(4 * n)))
 
     def read_into(self, program: list[tuple], out: dict) -> None:
