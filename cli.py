@@ -324,7 +324,7 @@ def attribute_cmd(
                            seed=seed, n_steps=n_steps)
     except InterpError as err:
         _fail(err)
-    for row in result.shares():
+    for row in result.shares:
         typer.echo(f"{row['object']:10s} uniform {row['uniform']:.3f}  " + "  ".join(
             f"{t} {row[t]:.3f}" for t in result.targets))
     for path in result.write(out, grid=grid):

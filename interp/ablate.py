@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -162,13 +163,10 @@ class AblationResult:
         then every condition."""
         return [rate(self._per_episode(metric, g)) for g in range(len(self.conditions) + 1)]
 
-    def table(self, rank_by: str = "return") -> list[dict]:
-        """One row per condition, ranked by the size of its effect on ``rank_by`` (a behaviour
-        metric: ablated minus baseline, paired by level; or ``kl`` / ``dvalue``)."""
-        valid_keys = self.behaviour_metrics + list(OUTPUT_METRICS)
-        if rank_by not in valid_keys:
-            raise AblationError(f"cannot rank by {rank_by!r}; choose one of "
-                                f"{', '.join(valid_keys)}")
+    @cached_property
+    def effects(self) -> list[dict]:
+        """One row per condition (in condition order): behaviour effects (ablated minus
+        baseline, paired by level) and output effects, each with a 95% bootstrap interval."""
         rows = []
         for c, (name, cond) in enumerate(zip(self.names, self.conditions)):
             both = self.episodes.valid[0].reshape(-1) & self.episodes.valid[c + 1].reshape(-1)
@@ -180,8 +178,18 @@ class AblationResult:
             for m, values in (("kl", self.kl), ("dvalue", self.dvalue)):
                 row[m], row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_mean(values[c])
             rows.append(row)
+        return rows
+
+    def table(self, rank_by: str = "return") -> list[dict]:
+        """:attr:`effects` ranked by the size of the effect on ``rank_by`` (a behaviour metric,
+        or ``kl`` / ``dvalue``)."""
+        valid_keys = self.behaviour_metrics + list(OUTPUT_METRICS)
+        if rank_by not in valid_keys:
+            raise AblationError(f"cannot rank by {rank_by!r}; choose one of "
+                                f"{', '.join(valid_keys)}")
         key = rank_by if rank_by in OUTPUT_METRICS else f"d_{rank_by}"
-        rows.sort(key=lambda r: -abs(r[key]) if not math.isnan(r[key]) else math.inf)
+        rows = sorted(self.effects,
+                      key=lambda r: -abs(r[key]) if not math.isnan(r[key]) else math.inf)
         return [{"rank": i + 1, **r} for i, r in enumerate(rows)]
 
     def markdown(self, rank_by: str = "return", top: int | None = None) -> str:

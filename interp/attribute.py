@@ -2,7 +2,7 @@
 of attribution mass on each object of the frame.
 
     result = attribute(model, "coinrun-random-coin", ["value", "action"], "gradient", frames=64)
-    result.shares()                 # per object: share of |attribution| per target, uniform share
+    result.shares                   # per object: share of |attribution| per target, uniform share
     result.write("out/attr")        # attribute-grid.png, attribute-shares.csv/.png
 
 Targets: ``value`` (critic), ``action`` (log-probability of the action the agent took),
@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -256,11 +257,12 @@ class AttributionResult:
     def signed(self) -> bool:
         return self.method in SIGNED
 
-    @property
+    @cached_property
     def display_maps(self) -> dict[str, np.ndarray]:
         """Fig. 9 maps (normalised per frame, blurred) for the overlays."""
         return {t: fig9_map(torch.from_numpy(m)).numpy() for t, m in self.maps.items()}
 
+    @cached_property
     def shares(self) -> list[dict]:
         """One row per object: ``frames`` (frames where it is in view), ``uniform`` (share a
         uniform map would give: mean area fraction), per target the mean share over frames with
@@ -291,7 +293,7 @@ class AttributionResult:
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        rows = self.shares()
+        rows = self.shares
         with open(out / "attribute-shares.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
