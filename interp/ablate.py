@@ -14,7 +14,6 @@ the policy, |change of value|) are measured on the baseline agent's own observat
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,8 +28,15 @@ from interp import hooks
 from interp.envs import EnvSpec
 from interp.errors import InterpError
 from interp.models import preprocess
-from interp.rollout import Episodes, as_spec, check_agent_env, run_episodes, sample_frames
+from interp.rollout import (
+    Episodes,
+    as_spec,
+    check_agent_env,
+    run_episodes,
+    sample_frames,
+)
 from interp.stats import bootstrap_mean, rate
+from interp.tables import write_csv
 
 INPUT = "input"  # pseudo-layer: the preprocessed observation, channels R, G, B
 COLOURS = "RGB"
@@ -216,10 +222,7 @@ class AblationResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         rows = self.table(rank_by)
-        with open(out / "ablation.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(out / "ablation.csv", rows)
         base = self.baseline()
         n = int(self.episodes.valid[0].sum())
         summary = ", ".join(f"{m} {v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]" for m, v in base.items())

@@ -12,7 +12,6 @@ the (N, 3, 64, 64) input; layer methods to a layer's (N, C, h, w) output (``laye
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +30,7 @@ from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import Frames, as_spec, check_agent_env, sample_frames
 from interp.stats import bootstrap_mean
+from interp.tables import write_csv
 
 PIXEL_METHODS = ("gradient", "saliency", "integrated-gradients", "input-x-gradient")
 LAYER_METHODS = ("layer-integrated-gradients", "gradcam")
@@ -294,10 +294,7 @@ class AttributionResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         rows = self.shares
-        with open(out / "attribute-shares.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(out / "attribute-shares.csv", rows)
         return [plots.attribution_grid(self, self.grid_indices(grid), out / "attribute-grid.png"),
                 out / "attribute-shares.csv",
                 plots.attribution_shares(rows, self.targets, out / "attribute-shares.png")]

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from interp.envs import EnvSpec, get_variant
-from interp.experiments.common import StepTrace, episode_outcomes, fmt, md_table, split_episodes
+from interp.experiments.common import StepTrace, episode_outcomes, split_episodes
 from interp.rollout import Episodes, run_episodes
 from interp.stats import bootstrap_mean, rate, wilson
+from interp.tables import fmt, md_table
 
 COINRUN_TIMEOUT = 1000  # CoinRun's episode step limit
 INVISIBLE_COIN_KEYS = ("agent_on_goal",)

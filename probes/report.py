@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from interp.plots import save_figure  # noqa: E402
+from interp.tables import write_csv  # noqa: E402
 from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults  # noqa: E402
 
 METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "r2": "R²"}
@@ -37,25 +37,16 @@ def _fmt(s) -> str:
 def write_report(res: ProbeResults, out: Path, top_channels: int = 16) -> list[Path]:
     """Write every output; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [_csv(out / "results.csv", res.table()), _markdown(res, out / "results.md"),
+    paths = [write_csv(out / "results.csv", res.table()), _markdown(res, out / "results.md"),
              _score_plot(res, out / "score_by_layer.png"), _metadata(res, out / "run.json")]
     if res.channels:
-        paths += [_csv(out / "channels.csv", res.channels),
+        paths += [write_csv(out / "channels.csv", res.channels),
                   _channel_plot(res, out / "channels.png", top_channels)]
     if res.spatial is not None:
         paths.append(_spatial_plot(res, out / "spatial.png"))
     if res.umap is not None:
         paths.append(_umap_plot(res, out / "umap.png"))
     return paths
-
-
-def _csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
-                    for r in rows)
-    return path
 
 
 def _markdown(res: ProbeResults, path: Path) -> Path:

@@ -309,7 +309,7 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
         for name, v in views.items():
             probes[("agent", name)] = probe("agent", name, v, v.dim)
             ch = View.make(v.shape, "meanmax", max(opts.max_dim, CHANNEL_UNITS))
-            if opts.channels and ch != v:
+            if opts.channels and (len(v.shape) == 3 or ch.dim != v.dim):  # else: same inputs
                 probes[("channels", name)] = probe("channels", name, ch, ch.dim)
             if use_random:
                 probes[("random_agent", name)] = probe("random_agent", name, v, v.dim, ra_mask)

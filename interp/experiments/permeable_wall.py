@@ -79,7 +79,7 @@ def permeable_wall(model: nn.Module, out: str | Path, *, episodes: int = 128,
     r, lo, hi = rate(crossed)
     off = bootstrap_mean(offsets[crossed], seed=seed)
     pos = bootstrap_mean(dx, seed=seed)
-    before = rate(dx[crossed] < 0) if crossed.any() else (np.nan,) * 3
+    before = rate(dx[crossed] < 0)
     paths.append(write_summary(out, "Permeable end wall: actor crossing and critic peak", f"""
 Env `coinrun-permeable-wall` (coin none, {distribution_mode}), n = {len(rows)} episodes (first
 {ep.valid.shape[2]} of each of {ep.valid.shape[1]} envs, env seed {seed}).{truncation_note(
