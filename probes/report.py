@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from interp.plots import save_figure  # noqa: E402
-from interp.tables import write_csv  # noqa: E402
-from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults  # noqa: E402
+from interp.plots import pyplot, save_figure
+from interp.tables import write_csv
+from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults
 
 METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "r2": "R²"}
 STYLE = {"agent": dict(color="C0", marker="o", lw=2),
@@ -116,6 +112,7 @@ def _band(ax, x, scores, label, style):
 
 
 def _score_plot(res: ProbeResults, path: Path) -> Path:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(7.5, 0.7 * len(res.layers) + 4.5), 4.6))
     x = np.arange(len(res.layers))
     for probe in ("agent", "random_agent", "shuffled"):
@@ -145,6 +142,7 @@ def _score_plot(res: ProbeResults, path: Path) -> Path:
 
 
 def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
+    plt = pyplot()
     rows = res.channels[:k]
     labels = [f"ch {r['channel']}" for r in rows]
     y = np.arange(len(rows))[::-1]
@@ -153,9 +151,13 @@ def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
     a1.barh(y, w, color=["C3" if v > 0 else "C0" for v in w])
     a1.axvline(0, color="k", lw=0.8)
     a1.set_yticks(y, labels)
-    a1.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    a1.xaxis.set_major_locator(MaxNLocator(5))
     a1.set_xlabel("L1 probe weight (standardized input)")
     a1.set_title("sparse probe (CV-chosen penalty)", fontsize=9)
+    if not any(w):
+        a1.text(0.5, 0.5, "every weight is 0 at the\nCV-chosen penalty: no channel\n"
+                "helps out of fold", transform=a1.transAxes, ha="center", va="center",
+                fontsize=9, color="0.3")
     a2.barh(y, [r["single_channel"] for r in rows], color="0.55")
     a2.axvline(res.score("majority").value, color="k", ls="--", lw=1, label="chance")
     a2.set_xlabel(f"single-channel probe {METRIC_NAMES[res.metric]}")
@@ -170,6 +172,7 @@ def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
 
 
 def _spatial_plot(res: ProbeResults, path: Path) -> Path:
+    plt = pyplot()
     grid = res.spatial
     panels = 2 if res.mean_obs is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels + 0.6, 4.4), squeeze=False)
@@ -198,6 +201,7 @@ def _spatial_plot(res: ProbeResults, path: Path) -> Path:
 
 
 def _umap_plot(res: ProbeResults, path: Path) -> Path:
+    plt = pyplot()
     u = res.umap
     emb, y = u["embedding"], u["y"]
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
