@@ -28,7 +28,7 @@ import numpy as np
 
 from interp.errors import InterpError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of the files `interp record` writes (the writer imports it)
 GROUPS = ("activations", "steps", "labels")  # lookup order for bare names
 EPISODE_FIELDS = ("id", "env", "index", "level_seed", "length", "return", "level_complete")
 READ_WINDOW_CHUNKS = 16  # rows of up to this many chunks are read in one call

@@ -27,12 +27,12 @@ import h5py
 import numpy as np
 import torch
 
+from activations import SCHEMA_VERSION
 from interp.device import resolve_device
 from interp.envs.core import NOOP
 from interp.errors import InterpError
 from interp.rollout import sample_actions
 
-SCHEMA_VERSION = 1
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
 COMPRESSIONS = ("gzip", "lzf", "none")
 CHUNK_BYTES = 1 << 20  # target HDF5 chunk size along the step axis
@@ -236,7 +236,7 @@ class _Loop:
         with use_hooks(self.model, keep), torch.inference_mode():
             while (active := np.flatnonzero(self.done < self.quota)).size:
                 # serial: a labels thread made CPU runs slower (GIL hand-offs around each op)
-                labels = {k: v[active] for k, v in self.env.labels().items()}
+                labels = self.env.labels(active)
                 x = preprocess(obs[active], self.device, memory_format=self.memory_format)
                 logits, value = self.model(x)
                 probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()

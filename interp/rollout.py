@@ -200,26 +200,33 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             level_seed[r, k], valid[r, k], truncated[r, k] = seeds[r], True, cut
             count[r] += 1
 
-    def all_labels() -> dict[str, np.ndarray]:
-        labs = [e.labels() for e in envs]
+    def active_labels(active: np.ndarray) -> dict[str, np.ndarray]:
+        """Labels of the active rows, in row order (groups without active rows are skipped)."""
+        labs = [e.labels(rows % E) for g, e in enumerate(envs)
+                if (rows := active[active // E == g]).size]
         return {k: np.concatenate([la[k] for la in labs]) for k in labs[0]}
 
     envs = [make_env(spec, num=E, seed=seed) for _ in range(groups)]
     try:
         seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
         obs = np.concatenate([e.observe()[1] for e in envs])
-        lab = all_labels() if need_labels else {}
         t = 0
         while (count < K).any() and (max_steps is None or t < max_steps):
             active = np.flatnonzero(count < K)
+            lab = active_labels(active) if need_labels else {}
+            if track_end:
+                end[active] |= lab["agent_x"] >= lab["end_wall_x"] - 1
+            if track_distractor:
+                dis[active] |= (lab["distractor_present"] > 0) & (
+                    lab["agent_cell_x"] == lab["distractor_x"]) & (
+                    lab["agent_cell_y"] == lab["distractor_y"])
             logits, value = policy(preprocess(obs[active], device), active)
             actions = np.full(N, NOOP)
             actions[active] = _sample(logits, seed, env_of[active], count[active], step[active])
             if on_step is not None:
                 on_step(Step(active, active // E, env_of[active], count[active].copy(),
                              step[active].copy(), obs[active], value.float().cpu().numpy(),
-                             actions[active], {k: v[active] for k, v in lab.items()}
-                             if step_labels else {}, lambda r: envs[r // E].get_state(r % E)))
+                             actions[active], lab if step_labels else {}, lambda r: envs[r // E].get_state(r % E)))
             for r in active[active < E] if keep_frames else ():  # reservoir sample of group 0
                 seen += 1
                 item = (obs[r], actions[r], r, count[r])
@@ -233,14 +240,6 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             ret += rew
             step += 1
             success |= rew >= GOAL_REWARD
-            if need_labels:
-                lab = all_labels()
-                if track_end:
-                    end |= ~first & (lab["agent_x"] >= lab["end_wall_x"] - 1)
-                if track_distractor:
-                    dis |= ~first & (lab["distractor_present"] > 0) & (
-                        lab["agent_cell_x"] == lab["distractor_x"]) & (
-                        lab["agent_cell_y"] == lab["distractor_y"])
             record(active[first[active]], cut=False)
             if first.any():
                 seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
@@ -281,9 +280,10 @@ def sample_frames(model: nn.Module, env: str | EnvSpec, n: int, *, num_envs: int
             logits, _ = model(preprocess(obs, device))
             actions = _sample(logits, seed, envs, count, step)
             if t % every == 0:
-                lab = venv.labels() if labels else {}
-                for i in envs[:n - len(kept)]:
-                    row = {k: v[i] for k, v in lab.items()}
+                take = envs[:n - len(kept)]
+                lab = venv.labels(take) if labels else {}
+                for j, i in enumerate(take):
+                    row = {k: v[j] for k, v in lab.items()}
                     if labels:
                         state = venv.get_state(int(i))
                         row.update({k: float(state[k]) for k in keys})

@@ -252,17 +252,21 @@ class VecEnv:
         for i, raw in enumerate(states):
             self.set_state(i, raw)
 
-    def labels(self) -> dict[str, np.ndarray]:
-        """Ground-truth labels of every env's current state, one array per key (see
-        ``interp.envs.labels.LABEL_DOCS``). Call it every step for an exact ``goal_touched``."""
+    def labels(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Ground-truth labels of the current states of envs ``rows`` (default: all), one array
+        per key (see ``interp.envs.labels.LABEL_DOCS``). ``goal_touched`` is exact for an env
+        whose labels are read every step."""
         from interp.envs.labels import state_labels
 
-        rows = [state_labels(self.get_state(i), self.variant, self.options)
-                for i in range(self.num)]
-        out = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+        rows = np.arange(self.num) if rows is None else np.asarray(rows, int)
+        if rows.size == 0:
+            raise ValueError("labels() needs at least one env row")
+        labs = [state_labels(self.get_state(i), self.variant, self.options) for i in rows]
+        out = {k: np.asarray([r[k] for r in labs]) for k in labs[0]}
         _, _, first = self._env.observe()
-        self._goal_touched = (self._goal_touched & ~first) | (out["agent_on_goal"] > 0)
-        out["goal_touched"] = self._goal_touched.astype(out["agent_on_goal"].dtype)
+        touched = (self._goal_touched[rows] & ~first[rows]) | (out["agent_on_goal"] > 0)
+        self._goal_touched[rows] = touched
+        out["goal_touched"] = touched.astype(out["agent_on_goal"].dtype)
         return out
 
     # -- edits -----------------------------------------------------------------------

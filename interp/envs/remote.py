@@ -184,8 +184,8 @@ class RemoteVecEnv:
     def get_info(self) -> list[dict]:
         return self._call("get_info")
 
-    def labels(self) -> dict[str, np.ndarray]:
-        return self._call("labels")
+    def labels(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        return self._call("labels", rows)
 
     # -- state access ----------------------------------------------------------------
     def get_state_bytes(self, i: int) -> bytes:
