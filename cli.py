@@ -84,6 +84,23 @@ def agents_info(checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.
         _fail(err)
 
 
+@agents_app.command("package")
+def agents_package(
+    run_dir: Path = typer.Argument(..., help="A finished `interp train` run directory."),
+    out: Path = typer.Option(..., help="Destination, e.g. agents/<name>."),
+    overwrite: bool = typer.Option(False, help="Replace files in a non-empty destination."),
+) -> None:
+    """Package a finished run as a committed agent: agent.pt, config, log, curve, manifest."""
+    from interp.package import package_run
+
+    try:
+        m = package_run(run_dir, out, overwrite=overwrite)
+    except InterpError as err:
+        _fail(err)
+    typer.echo(f"{out}/agent.pt: {m['steps']:,} steps, seed {m['seed']}, "
+               f"{m['bytes'] / 2**20:.1f} MB, sha256 {m['sha256'][:12]}")
+
+
 # ---- train -------------------------------------------------------------------------------
 @app.command("train")
 def train_cmd(

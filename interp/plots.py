@@ -1,4 +1,5 @@
-"""Figures of the ablation and attribution reports (matplotlib, Agg backend, PNG files)."""
+"""Figures of the training curves and the ablation and attribution reports (matplotlib, Agg
+backend, PNG files)."""
 
 from __future__ import annotations
 
@@ -137,5 +138,65 @@ def attribution_shares(rows: list[dict], targets: list[str], path: Path) -> Path
     other = ", ".join(f"{t} {rest[t]:.3f}" for t in targets)
     ax.set_title(f"Attribution mass on objects (mean over frames, 95% CI)\n"
                  f"rest of the frame: {other}, uniform {rest['uniform']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def training_curve(progress_csv: Path, path: Path, title: str = "") -> Path:
+    """Four panels from a run's ``progress.csv``: training episode return and length, the
+    periodic evaluations' success rate (Wilson 95% interval, n per point), entropy and the
+    critic's explained variance."""
+    import csv
+
+    from interp.stats import wilson
+
+    with open(progress_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{progress_csv} has no rows yet")
+
+    def col(name: str) -> np.ndarray:
+        return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan
+                         for r in rows])
+
+    steps = col("steps")
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True)
+    for ax, key, label in ((axes[0, 0], "ep_return", "episode return (training envs)"),
+                           (axes[0, 1], "ep_length", "episode length (training envs)")):
+        y = col(key)
+        k = max(1, len(y) // 25)  # rolling mean over ~4% of the run
+        ok = ~np.isnan(y)
+        ax.plot(steps, y, color="lightgrey" if k > 1 else "tab:blue", lw=0.8)
+        if k > 1 and ok.sum() >= k:
+            smooth = np.convolve(y[ok], np.ones(k) / k, mode="valid")
+            ax.plot(steps[ok][k - 1:], smooth, color="tab:blue", label=f"mean of {k} log rows")
+            ax.legend(fontsize=7)
+        ax.set_title(label, fontsize=10)
+    ax = axes[1, 0]
+    evals = sorted({c[len("eval_"):-len("_success")] for c in rows[0]
+                    if c.startswith("eval_") and c.endswith("_success")})
+    for name in evals:
+        p, n = col(f"eval_{name}_success"), col(f"eval_{name}_n")
+        ok = ~np.isnan(p)
+        if not ok.any():
+            continue
+        ci = np.array([wilson(round(a * b), int(b))[1:] for a, b in zip(p[ok], n[ok])])
+        ax.errorbar(steps[ok], p[ok], yerr=np.vstack([p[ok] - ci[:, 0], ci[:, 1] - p[ok]]), marker="o",
+                    capsize=3, label=f"{name} (n={int(n[ok][-1])})")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("evaluation success rate (95% Wilson CI)", fontsize=10)
+    if ax.has_data():
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no evaluation yet", ha="center", transform=ax.transAxes)
+    ax = axes[1, 1]
+    ax.plot(steps, col("entropy"), color="tab:purple", label="policy entropy (nats)")
+    ax.plot(steps, col("explained_var"), color="tab:green", label="explained variance")
+    ax.set_title("entropy and critic fit", fontsize=10)
+    ax.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("env steps")
+    fig.suptitle(title or str(progress_csv), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)

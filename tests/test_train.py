@@ -13,6 +13,7 @@ import torch
 from interp.checkpoint import load_agent
 from interp.envs import EnvConfigError
 from interp.evaluate import evaluate_policy
+from interp.package import PackageError, package_run, verify_package
 from interp.train import ConfigError, TrainConfig, load_config, train
 from interp.train.config import PRESET_DIR
 from interp.train.ppo import RewardNormalizer, gae, ppo_loss
@@ -217,6 +218,7 @@ def test_train_writes_logs_and_checkpoints(tmp_path):
     assert agent.optimizer_state is None
     assert load_agent(run / "latest.pt").manifest["extra"]["trainer"]["steps"] == 512
     assert load_config(run / "config.yaml").to_dict() == cfg.to_dict()
+    assert (run / "curve.png").stat().st_size > 0
 
     with pytest.raises(ConfigError, match="not empty; pass --resume"):
         train(cfg, run, progress=False)
@@ -224,6 +226,26 @@ def test_train_writes_logs_and_checkpoints(tmp_path):
         train(TrainConfig.from_dict({**cfg.to_dict(), "ppo": {**cfg.to_dict()["ppo"],
                                                                "lr": 1e-3}}),
               run, resume=True, progress=False)
+
+
+def test_package_run_copies_the_final_agent_with_a_manifest(tmp_path):
+    run = tmp_path / "run"
+    train(load_config(_yaml(tmp_path, TINY)), run, progress=False)
+    m = package_run(run, tmp_path / "agents" / "tiny")
+    pkg = tmp_path / "agents" / "tiny"
+    assert {p.name for p in pkg.iterdir()} == {"agent.pt", "config.yaml", "progress.csv",
+                                               "curve.png", "manifest.json"}
+    assert m["steps"] == 512 and m["source_checkpoint"] == "agent_512.pt"
+    assert verify_package(pkg)["sha256"] == m["sha256"]
+    assert load_agent(pkg / "agent.pt").optimizer_state is None
+    with pytest.raises(PackageError, match="not empty"):
+        package_run(run, pkg)
+    (pkg / "agent.pt").write_bytes(b"version https://git-lfs.github.com/spec/v1")
+    with pytest.raises(PackageError, match="does not match its manifest"):
+        verify_package(pkg)
+    (run / "run.json").write_text('{"status": "interrupted", "steps": 256, "total_steps": 512}')
+    with pytest.raises(PackageError, match="interrupted at 256 of 512 steps"):
+        package_run(run, tmp_path / "other")
 
 
 def test_resume_is_exact(tmp_path):

@@ -5,6 +5,7 @@ Run directory::
     config.yaml        resolved config (resume refuses a different one)
     run.json           status (running / interrupted / complete) and steps
     progress.csv       one row per log interval (see docs/training.md)
+    curve.png          training curve from progress.csv, redrawn at every checkpoint
     tb/                TensorBoard events, if tensorboard is installed
     checkpoints/agent_<steps>.pt   agents (interp.checkpoint format, no optimizer)
     latest.pt          agent + optimizer + full trainer state in ``extra["trainer"]``
@@ -32,6 +33,7 @@ from interp.checkpoint import load_agent, save_agent
 from interp.device import resolve_device
 from interp.evaluate import evaluate_policy
 from interp.models import ImpalaAgent, ModelConfig, preprocess
+from interp.plots import training_curve
 from interp.train.config import ConfigError, TrainConfig, dump_config, load_config
 from interp.train.ppo import RewardNormalizer, explained_variance, gae, ppo_loss, sample_actions
 
@@ -398,6 +400,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
                 if final or crossed(run.checkpoint_every, before):
                     save(out / "checkpoints" / f"agent_{trainer.steps}.pt", row or None, False)
                     save(latest, row or None, True)
+                    training_curve(log.path, out / "curve.png",
+                                   f"{config.env.get('variant')} seed {run.seed} ({out.name})")
                     info["steps"] = trainer.steps
                     _write_json(out / "run.json", info)
                 last_iter = time.perf_counter() - t0  # with eval and saving
