@@ -129,12 +129,19 @@ def attributions(model: nn.Module, x: torch.Tensor, target: str, method: str, *,
     """Raw captum attributions of ``target`` for frames ``x`` (float NCHW): shaped like ``x``
     for pixel methods, like the layer's output for layer methods ((N, 1, h, w) for gradcam).
     ``gradient`` is the plain signed gradient; ``saliency`` its absolute value."""
+    check_method(model, method, layer, baseline)
+    return _attributions(model, x, target, method, actions, layer, make_baseline(baseline, x),
+                         n_steps)
+
+
+def _attributions(model: nn.Module, x: torch.Tensor, target: str, method: str,
+                  actions: torch.Tensor | None, layer: str | None, base: torch.Tensor | None,
+                  n_steps: int) -> torch.Tensor:
+    """:func:`attributions` for a checked method and a made baseline tensor (or None)."""
     import captum.attr as ca
 
-    check_method(model, method, layer, baseline)
     head = TargetHead(model, target)
     tgt = captum_target(target, actions)
-    base = make_baseline(baseline, x)
     x = x.detach().requires_grad_()
     if method in ("gradient", "saliency"):
         return ca.Saliency(head).attribute(x, target=tgt, abs=method == "saliency").detach()
@@ -321,9 +328,9 @@ def attribute(model: nn.Module, env: str | EnvSpec, targets: Sequence[str] = ("v
         values = model(x)[1].cpu().numpy()
     maps, mass = {}, {}
     for t in targets:
-        raw = [attributions(model, x[i:i + chunk], t, method, actions=actions[i:i + chunk],
-                            layer=layer, baseline=base if base is None or base.shape[0] == 1
-                            else base[i:i + chunk], n_steps=n_steps)
+        raw = [_attributions(model, x[i:i + chunk], t, method, actions[i:i + chunk], layer,
+                             base if base is None or base.shape[0] == 1 else base[i:i + chunk],
+                             n_steps)
                for i in range(0, len(x), chunk)]
         maps[t] = torch.cat([pixel_map(r, method) for r in raw]).cpu().numpy()
         mass[t] = torch.cat([mass_map(r, method) for r in raw]).cpu().numpy()

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from interp.envs import EnvSpec, get_variant
+from interp.envs.coinrun import invisible_coin
 from interp.experiments.common import StepTrace, episode_outcomes, split_episodes
 from interp.rollout import Episodes, run_episodes
 from interp.stats import bootstrap_mean, rate, wilson
@@ -224,8 +225,9 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
     dev = resolve_device(device)
     agent = load_agent(checkpoint, dev)
     spec = agent.env_spec(env, distribution_mode, options)
-    game = get_variant(env).game
-    invisible = env == "coinrun-invisible-coin"
+    variant = get_variant(spec.variant)
+    game = variant.game
+    invisible = variant.edit is invisible_coin  # the chance baseline: an unrewarded coin
     objects = bool(spec.resolved_options().get("distractor"))
     keys = sorted({*(INVISIBLE_COIN_KEYS if invisible else ()),
                    *(MAZE_KEYS if game == "maze" else ()), *(OBJECT_KEYS if objects else ())})

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from interp.envs.core import EnvConfigError
+
 # Pure colours: RGB primaries and secondaries, plus black and white.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "black": (0, 0, 0),
@@ -38,6 +40,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("gem", "line")
 BACKGROUNDS = ("textured", "black")
 SPRITE_SIZE = 128
+OBJECT_NAMES = (f"'<colour>-<shape>' with colour in {', '.join(COLOURS)} and shape in "
+                f"{', '.join(SHAPES)}")
 
 GOAL_SPRITE = "misc_assets/cheese.png"          # maze tile 2 (GOAL)
 SECOND_SPRITE = "misc_assets/explosion1.png"    # reserved tile 54 (EXPLOSION)
@@ -50,8 +54,7 @@ def parse_object(name: str) -> tuple[str, str]:
     """``"yellow-line"`` -> ``("yellow", "line")``; a ValueError lists the valid names."""
     colour, _, shape = name.partition("-")
     if colour not in COLOURS or shape not in SHAPES:
-        raise ValueError(f"unknown object {name!r}: use '<colour>-<shape>' with colour in "
-                         f"{', '.join(COLOURS)} and shape in {', '.join(SHAPES)}")
+        raise ValueError(f"unknown object {name!r}: use {OBJECT_NAMES}")
     return colour, shape
 
 
@@ -85,19 +88,26 @@ def _png(img: Image.Image) -> bytes:
 
 @dataclass(frozen=True)
 class AssetSet:
-    """What the maze draws: the rewarded object, an optional second object, the background."""
+    """What the maze draws: the rewarded object, an optional second object (the distractor),
+    the background. Bad names raise :class:`EnvConfigError` (a ValueError) naming the fix."""
 
     goal: str
     second: str | None = None
     background: str = "textured"
 
     def __post_init__(self):
-        for name in (self.goal, self.second):
-            if name is not None:
+        for key, name in (("goal", self.goal), ("distractor", self.second)):
+            if name is None and key == "distractor":
+                continue
+            try:
                 parse_object(name)
+            except (ValueError, AttributeError):
+                raise EnvConfigError(
+                    f"{key}={name!r} is not an object: use {OBJECT_NAMES}"
+                    + (" (or None for no distractor)" if key == "distractor" else "")) from None
         if self.background not in BACKGROUNDS:
-            raise ValueError(f"unknown background {self.background!r}: use one of "
-                             f"{', '.join(BACKGROUNDS)}")
+            raise EnvConfigError(f"background={self.background!r}: use one of "
+                                 f"{', '.join(BACKGROUNDS)}")
 
     def replacements(self) -> dict[str, bytes]:
         """Relative asset path -> PNG bytes of every file this set replaces."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 
 from interp.envs.assets import (
-    BACKGROUNDS,
     COLOURS,
     SECOND_TILE,
     SHAPES,
@@ -52,23 +51,12 @@ def asset_set(options: dict) -> AssetSet:
 
 
 def check_options(options: dict, distribution_mode: str) -> None:
-    """Raise :class:`EnvConfigError` naming the fix for any bad option."""
-    for key in ("goal", "distractor"):
-        if options[key] is None and key == "distractor":
-            continue
-        try:
-            parse_object(options[key])
-        except (ValueError, AttributeError):
-            raise EnvConfigError(
-                f"{key}={options[key]!r} is not an object: use '<colour>-<shape>' with colour "
-                f"in {', '.join(COLOURS)} and shape in {', '.join(SHAPES)}"
-                + (" (or None for no distractor)" if key == "distractor" else "")) from None
+    """Raise :class:`EnvConfigError` naming the fix for any bad option (the objects and the
+    background are checked by :class:`~interp.envs.assets.AssetSet`)."""
+    asset_set(options)
     if options["goal"] == options["distractor"]:
         raise EnvConfigError(f"goal and distractor are both {options['goal']!r}: pick a "
                              "distractor that differs in colour or shape, or None")
-    if options["background"] not in BACKGROUNDS:
-        raise EnvConfigError(f"background={options['background']!r}: use one of "
-                             f"{', '.join(BACKGROUNDS)}")
     if options["background"] == "black":
         for key in ("goal", "distractor"):
             if options[key] and options[key].startswith("black-"):

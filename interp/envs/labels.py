@@ -135,7 +135,7 @@ def state_labels(state: GameState, variant, options: dict) -> dict:
     if game == "coinrun":
         out.update(_coinrun(state))
     elif game == "maze":
-        out.update(_maze(state, options))
+        out.update(_maze(state))
     elif game == "heist":
         out.update(_heist(state))
     if variant is not None and variant.labels is not None:
@@ -174,19 +174,18 @@ def _coinrun(state: GameState) -> dict:
             "progress": float(state.player["x"]) / max(end_x, 1)}
 
 
-def _maze(state: GameState, options: dict) -> dict:
-    from interp.envs.maze import WALL, corner_cell, maze_bounds
+def _maze(state: GameState) -> dict:
+    """Maze labels; ``cheese_in_top_right`` is for the corner cell (variants with a
+    ``region_size`` fill it themselves, see :func:`interp.envs.maze.region_labels`)."""
+    from interp.envs.maze import WALL, corner_cell
 
     p = state.player
     ax, ay = int(p["x"]), int(p["y"])
     cx, cy = corner_cell(state)
     free = np.ascontiguousarray(state.grid != WALL)
     cheese = find_tiles(state, (GOAL_TILE["maze"],))
-    margin, dim = maze_bounds(state)
-    lo = margin + dim - min(options.get("region_size", 1), dim)
-    in_region = bool(cheese) and all(lo <= c < margin + dim for c in cheese[0])
     return {"agent_cell_x": ax, "agent_cell_y": ay, "corner_x": cx, "corner_y": cy,
-            "cheese_in_top_right": int(in_region),
+            "cheese_in_top_right": int(bool(cheese) and cheese[0] == (cx, cy)),
             "dist_to_cheese": int(_bfs(free.tobytes(), *free.shape, *cheese[0])[ay, ax])
                               if cheese else -1,
             "dist_to_corner": int(_bfs(free.tobytes(), *free.shape, cx, cy)[ay, ax]),

@@ -56,6 +56,15 @@ def cheese_top_right(state: GameState, rng: np.random.Generator, options: dict) 
     return cheese_in_region(state, rng, {"region_size": 1})
 
 
+def region_labels(state: GameState, options: dict) -> dict:
+    """``cheese_in_top_right`` for the top-right ``region_size`` square (``Variant.labels``)."""
+    margin, dim = maze_bounds(state)
+    lo = margin + dim - min(options["region_size"], dim)
+    ys, xs = np.nonzero(state.grid == CHEESE)
+    in_region = ys.size > 0 and lo <= xs[0] < margin + dim and lo <= ys[0] < margin + dim
+    return {"cheese_in_top_right": int(in_region)}
+
+
 def check_region(options: dict, distribution_mode: str) -> None:
     """``region_size`` must be an int between 1 and the world size of the mode."""
     n, top = options["region_size"], WORLD_DIM.get(distribution_mode, 25)

@@ -30,7 +30,7 @@ register(Variant("maze-cheese-region", "maze",
                  "Maze I region sweep: cheese at a random free cell of the top-right "
                  "region_size x region_size square.",
                  edit=maze.cheese_in_region, defaults={"region_size": 5},
-                 check_options=maze.check_region))
+                 labels=maze.region_labels, check_options=maze.check_region))
 register(Variant("heist", "heist",
                  "Stock Heist: collect coloured keys to open doors, then the gem."))
 
