@@ -17,6 +17,11 @@ app.add_typer(envs_app, name="envs")
 app.add_typer(agents_app, name="agents")
 
 
+VARIANT_OPTIONS = typer.Option(None, "--option", "-o",
+                               help="Variant option KEY=VALUE (repeatable; see `interp envs "
+                               "list`).")
+
+
 def _fail(err: Exception) -> None:
     """Print a user-facing error (no traceback) and exit 2."""
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
@@ -58,8 +63,7 @@ def envs_show(
     seed: int = typer.Option(0, help="Env seed (picks the levels)."),
     levels: int = typer.Option(3, min=1, max=16, help="Number of example levels."),
     distribution_mode: str = typer.Option("easy", help="easy or hard."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o",
-                                               help="Variant option KEY=VALUE (repeatable)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
 ) -> None:
     """Render example levels of a variant: whole-level overview beside the agent's view."""
     from interp.envs.render import render_variant
@@ -138,8 +142,7 @@ def eval_cmd(
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o",
-                                               help="Variant option KEY=VALUE (repeatable)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the table here (.md)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as "
                                                                  "JSON here."),
@@ -187,9 +190,10 @@ def record_cmd(
     greedy: Optional[bool] = typer.Option(None, "--greedy", help="Take argmax actions."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
     compression: Optional[str] = typer.Option(
-        None, help="Activation compression: none (default; fastest), gzip or lzf "
-        "(smaller, slower; lzf needs h5py to read)."),
+        None, help="Compression of activations and observations: none (default; fastest), "
+        "gzip or lzf (smaller, slower; lzf needs h5py to read)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted file."),
     append: bool = typer.Option(False, "--append", help="Add --episodes more to a finished file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
@@ -211,7 +215,7 @@ def record_cmd(
             summary = record(checkpoint, out, env=env, episodes=episodes, layers=layers,
                              num_envs=num_envs, seed=seed, device=device, float16=float16,
                              greedy=greedy, distribution_mode=distribution_mode,
-                             compression=compression, mode=mode, command=command,
+                             options=_options(option), compression=compression, mode=mode, command=command,
                              progress=bar.update)
     except InterpError as err:
         _fail(err)
@@ -223,14 +227,15 @@ def record_cmd(
 
 
 # ---- ablate / attribute ------------------------------------------------------------------
-def _agent_env(checkpoint: Path, env: str, distribution_mode: Optional[str], device: str):
+def _agent_env(checkpoint: Path, env: str, distribution_mode: Optional[str], device: str,
+               option: Optional[List[str]]):
     """Load the agent and build the env spec, or fail with a clear message."""
     from interp.checkpoint import load_agent
     from interp.rollout import check_agent_env
 
     try:
         agent = load_agent(checkpoint, device)
-        model, spec = agent.model, agent.env_spec(env, distribution_mode)
+        model, spec = agent.model, agent.env_spec(env, distribution_mode, _options(option))
         check_agent_env(model, spec)
     except InterpError as err:
         _fail(err)
@@ -280,6 +285,7 @@ def ablate_cmd(
                                                "dvalue)."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy or hard (default: the agent's training mode, else easy)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
 ) -> None:
     """Ablate channels (or input colours) and rank what changes against the unablated agent."""
@@ -292,7 +298,7 @@ def ablate_cmd(
     if not input_colour and layer is None:
         _fail(AblationError("--layer is required with --channels / --all (or use "
                             "--input-colour)"))
-    model, spec = _agent_env(checkpoint, env, distribution_mode, device)
+    model, spec = _agent_env(checkpoint, env, distribution_mode, device, option)
     conditions = None if all_channels else _channel_sets(channels or input_colour,
                                                          bool(input_colour))
     try:
@@ -329,12 +335,13 @@ def attribute_cmd(
     grid: int = typer.Option(6, min=1, help="Frames in the overlay grid."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy or hard (default: the agent's training mode, else easy)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
 ) -> None:
     """Attribute the critic and the actor to pixels or a layer; Fig. 9 maps and object shares."""
     from interp.attribute import attribute
 
-    model, spec = _agent_env(checkpoint, env, distribution_mode, device)
+    model, spec = _agent_env(checkpoint, env, distribution_mode, device, option)
     try:
         result = attribute(model, spec, target or ["value", "action"], method, layer=layer,
                            baseline=baseline, frames=frames, num_envs=num_envs, every=every,

@@ -83,6 +83,8 @@ def main() -> None:
     p.add_argument("--width", type=int, default=1)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (2 are ~3x slower than 1 on the 2-vCPU dev VM)")
+    p.add_argument("--compression", nargs="+", default=["none", "lzf", "gzip"],
+                   choices=["none", "lzf", "gzip"], help="storage settings to time")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="record-bench-"))
@@ -92,13 +94,15 @@ def main() -> None:
     bare_s, rows = bare_rollout(agent, cfg)
     print(f"device cpu, torch threads {args.threads}, width {args.width}, {args.envs} envs, "
           f"{args.episodes} episodes, {rows} steps")
-    print(f"bare rollout: {bare_s:.2f} s ({rows / bare_s:.0f} steps/s)")
+    print(f"bare rollout: {bare_s:.2f} s ({rows / bare_s:.0f} steps/s); ratios below divide by "
+          "the mean of this and a second bare rollout after the recordings")
     lab = labels_cost(args.envs)
     print(f"env.labels(): {lab * 1e3:.1f} ms per call of {args.envs} envs = "
           f"{lab / args.envs * 1e3:.2f} ms per step = {lab / args.envs * rows / bare_s:.0%} of "
           "the bare rollout (included in every recording below)")
     print(f"{'storage':14s} {'time s':>7s} {'ratio':>6s} {'MB/s':>6s} {'GB/10k steps':>13s}")
-    for compression in ("gzip", "lzf", "none"):
+    results = []
+    for compression in args.compression:
         for float16 in (False, True):
             out = tmp / f"{compression}-{float16}.h5"
             s = record(agent, out, env="coinrun", episodes=args.episodes, num_envs=args.envs,
@@ -108,11 +112,15 @@ def main() -> None:
             with h5py.File(out) as f:
                 raw = sum(ds.size * ds.dtype.itemsize for g in ("steps", "labels", "activations")
                           for ds in f[g].values())
-            size = os.path.getsize(out)
-            name = f"{compression}/{'f16' if float16 else 'f32'}"
-            print(f"{name:14s} {seconds:7.2f} {seconds / bare_s:5.2f}x {raw / 1e6 / seconds:6.0f} "
-                  f"{size / rows * 1e4 / 1e9:13.2f}")
+            results.append((f"{compression}/{'f16' if float16 else 'f32'}", seconds, raw,
+                            os.path.getsize(out)))
             out.unlink()
+    bare_after, _ = bare_rollout(agent, cfg)
+    print(f"bare rollout again: {bare_after:.2f} s")
+    bare_s = (bare_s + bare_after) / 2
+    for name, seconds, raw, size in results:
+        print(f"{name:14s} {seconds:7.2f} {seconds / bare_s:5.2f}x {raw / 1e6 / seconds:6.0f} "
+              f"{size / rows * 1e4 / 1e9:13.2f}")
     print("(times exclude loading the agent and making the envs; MB/s = uncompressed bytes "
           "stored / recording time)")
 

@@ -52,7 +52,9 @@ class LoadedAgent:
     def env_spec(self, variant: str | None = None, distribution_mode: str | None = None,
                  options: dict | None = None):
         """The env to run this agent on: ``variant`` (default: the one it was trained on) in
-        ``distribution_mode`` (default: its training mode, else easy)."""
+        ``distribution_mode`` (default: its training mode, else easy). On its training variant
+        the training options hold unless ``options`` override them; another variant starts
+        from its own defaults."""
         from interp.envs import EnvSpec
 
         trained = self.manifest.get("env_spec") or {}
@@ -61,7 +63,8 @@ class LoadedAgent:
             raise CheckpointError("the checkpoint does not say which env it was trained on "
                                   "(a train-procgen-pytorch file?); pass --env")
         mode = distribution_mode or trained.get("distribution_mode") or "easy"
-        return EnvSpec(variant, mode, options=dict(options or {}))
+        base = (trained.get("options") or {}) if variant == trained.get("variant") else {}
+        return EnvSpec(variant, mode, options={**base, **(options or {})})
 
 
 def _plain(obj: Any, where: str) -> Any:

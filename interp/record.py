@@ -35,6 +35,7 @@ from interp.rollout import sample_actions
 
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
 COMPRESSIONS = ("gzip", "lzf", "none")
+BULK = ("steps/obs",)  # besides activations, compressed only as --compression says
 CHUNK_BYTES = 1 << 20  # target HDF5 chunk size along the step axis
 FLUSH_STEPS = 256  # flush at least every this many vectorized steps
 STATE_GROUP = "resume"
@@ -142,7 +143,8 @@ class _Writer:
         start = batch["resume"]["rows"] - batch["num_rows"]
         for name, parts in batch["arrays"].items():
             arr = np.concatenate(parts)
-            ds = self._dataset(name, arr, compress=name.startswith("activations/"))
+            bulk = name in BULK or name.startswith("activations/")
+            ds = self._dataset(name, arr, compress=bulk)
             ds.resize(start + len(arr), axis=0)
             ds[start:] = arr
         eps = batch["episodes"]
@@ -312,17 +314,19 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
            episodes: int | None = None, layers: list[str] | None = None,
            num_envs: int | None = None, seed: int | None = None, device: str = "auto",
            float16: bool | None = None, greedy: bool | None = None,
-           distribution_mode: str | None = None, compression: str | None = None,
-           mode: str = "create", command: str = "", buffer_mb: float = 128,
+           distribution_mode: str | None = None, options: dict | None = None,
+           compression: str | None = None, mode: str = "create", command: str = "", buffer_mb: float = 128,
            progress: Callable[[int], None] | None = None) -> RecordSummary:
     """Record ``episodes`` episodes of ``checkpoint``'s agent into the HDF5 file ``out``.
 
     ``mode``: ``"create"`` (refuse an existing file), ``"overwrite"``, ``"resume"`` (finish an
     incomplete file) or ``"append"`` (add ``episodes`` more to a complete file). With resume and
     append, options left as None come from the file; options given must match it.
+    ``options``: variant options (on the agent's training variant they override its training
+    options, see :meth:`~interp.checkpoint.LoadedAgent.env_spec`).
     Defaults for a new file: the agent's training env (variant and distribution mode), 64 envs,
     seed 0, the layers of ``DEFAULT_LAYERS``, float32, sampled actions, uncompressed
-    activations (observations, labels and step data are always gzip-compressed).
+    activations and observations (labels and the other step data are always gzip-compressed).
     """
     from interp.checkpoint import load_agent
     from interp.envs import make_env
@@ -338,7 +342,8 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
              "compression": compression}
 
     if mode in ("resume", "append"):
-        f, cfg, spec = _reopen(out, mode, digest, given, env, distribution_mode, layers, model)
+        f, cfg, spec = _reopen(out, mode, digest, given, env, distribution_mode, options, layers,
+                               model)
         if mode == "append":
             if not episodes or episodes < 1:
                 raise RecordError("--append needs --episodes N (how many episodes to add)")
@@ -352,7 +357,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         if out.exists() and mode == "create":
             raise RecordError(f"{out} already exists; use --resume to finish it, --append to "
                               "add episodes, or --overwrite to replace it")
-        spec = agent.env_spec(env, distribution_mode)
+        spec = agent.env_spec(env, distribution_mode, options)
         n = min(num_envs or 64, episodes)
         cfg = RecordConfig(episodes=episodes, num_envs=n, seed=0 if seed is None else seed,
                            layers=tuple(resolve_names(model, layers or DEFAULT_LAYERS)),
@@ -438,7 +443,8 @@ def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, mod
     return f
 
 
-def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mode, layers, model):
+def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mode, options,
+            layers, model):
     from interp.envs import EnvSpec
     from interp.hooks import resolve_names
 
@@ -468,8 +474,10 @@ def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mo
             wanted["variant"] = env
         if distribution_mode is not None and distribution_mode != spec.distribution_mode:
             wanted["distribution_mode"] = distribution_mode
+        if options:
+            wanted["options"] = {**spec.options, **options}
         stored = {**asdict(cfg), "variant": spec.variant,
-                  "distribution_mode": spec.distribution_mode}
+                  "distribution_mode": spec.distribution_mode, "options": spec.options}
         diff = {k: (stored[k], v) for k, v in wanted.items() if stored[k] != v}
         if diff:
             raise RecordError(f"--{mode} must use the settings {out} was recorded with; differs: "

@@ -165,3 +165,14 @@ def test_load_errors(tmp_path):
         torch.save(obj, tmp_path / f"{name}.pt")
         with pytest.raises(CheckpointError, match=pattern):
             load_agent(tmp_path / f"{name}.pt")
+
+
+def test_env_spec_keeps_training_options_on_the_training_variant(tmp_path):
+    trained = {"variant": "colour-shape", "distribution_mode": "easy",
+               "options": {"background": "black", "maze_size": 5}}
+    save_agent(tmp_path / "a.pt", ImpalaAgent(), env_spec=trained, seed=0, steps=0)
+    agent = load_agent(tmp_path / "a.pt")
+    assert agent.env_spec().options == trained["options"]
+    spec = agent.env_spec("colour-shape", options={"goal": "red-line"})
+    assert spec.options == {**trained["options"], "goal": "red-line"}
+    assert agent.env_spec("maze").options == {}  # another variant: its own defaults

@@ -176,6 +176,17 @@ def test_append_equals_one_longer_run(full, agent, tmp_path):
     assert_same(by_episode_step(read(out)), by_episode_step(read(full)))
 
 
+def test_options_select_the_env_and_must_match_on_append(agent, tmp_path):
+    out = tmp_path / "wall.h5"
+    record(agent, out, env="coinrun-permeable-wall", options={"coin": "end"}, episodes=2,
+           num_envs=2, device="cpu", layers=["fc_value"])
+    with h5py.File(out) as f:
+        assert json.loads(f.attrs["env_spec"])["options"] == {"coin": "end"}
+    with pytest.raises(RecordError, match="options: file has {'coin': 'end'}, given"):
+        record(agent, out, episodes=1, mode="append", options={"coin": "none"}, device="cpu")
+    record(agent, out, episodes=1, mode="append", options={"coin": "end"}, device="cpu")
+
+
 def test_write_failure_leaves_file_incomplete(agent, tmp_path, monkeypatch):
     from interp import record as rec_mod
 
