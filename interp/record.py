@@ -237,8 +237,8 @@ class _Loop:
         _, obs, _ = self.env.observe()
         with use_hooks(self.model, keep), torch.inference_mode():
             while (active := np.flatnonzero(self.done < self.quota)).size:
-                # serial: a labels thread made CPU runs slower (GIL hand-offs around each op)
-                labels = self.env.labels(active)
+                # the env worker computes these labels while the policy runs
+                pending = self.env.request_labels(active)
                 x = preprocess(obs[active], self.device, memory_format=self.memory_format)
                 logits, value = self.model(x)
                 probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
@@ -250,6 +250,7 @@ class _Loop:
                 actions = np.full(self.cfg.num_envs, NOOP, dtype=np.int32)
                 actions[active] = chosen
                 self.env.act(actions)  # returns at once: the envs step while we copy
+                labels = pending.result()  # of the states before this act (queued behind it)
 
                 # goal_touched from the recorder's own flags: exact across resumes (the env's
                 # flag restarts with set_state)
@@ -369,7 +370,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
     else:
         raise ValueError(f"mode must be create, overwrite, resume or append, not {mode!r}")
 
-    venv = make_env(spec, num=cfg.num_envs, seed=cfg.seed)
+    venv = make_env(spec, num=cfg.num_envs, seed=cfg.seed, remote=True)
     try:
         if model.config.num_actions != venv.num_actions:
             raise RecordError(f"agent has {model.config.num_actions} actions but env "

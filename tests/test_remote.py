@@ -114,3 +114,18 @@ def test_worker_dies_with_its_parent():
         time.sleep(0.1)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the env worker outlived its parent")
+
+
+def test_requested_labels_are_of_the_states_before_the_next_act():
+    spec = EnvSpec("coinrun")
+    with RemoteVecEnv(spec, num=3, seed=4) as remote, make_env(spec, num=3, seed=4) as local:
+        for t in range(12):
+            pending = remote.request_labels(np.array([0, 2]))
+            expected = local.labels(np.array([0, 2]))
+            actions = np.full(3, 7 if t % 3 else 5)
+            remote.act(actions)
+            local.act(actions)
+            got = pending.result()
+            for key in ("agent_x", "agent_y", "level_seed", "goal_touched"):
+                np.testing.assert_array_equal(got[key], expected[key])
+            np.testing.assert_array_equal(remote.observe()[1], local.observe()[1])

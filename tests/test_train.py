@@ -322,3 +322,15 @@ def test_cli_train_end_to_end(tmp_path):
                        text=True, cwd=ROOT, env=env, timeout=120)
     assert p.returncode == 2 and "unknown key ppo.lrr" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_eval_specs_inherit_training_options_on_the_training_variant(tmp_path):
+    cfg = load_config(_yaml(tmp_path, """
+inherit: easy
+env: {variant: coinrun-permeable-wall, options: {coin: end}}
+run:
+  eval_variants: [coinrun-permeable-wall, {variant: coinrun-permeable-wall,
+                  options: {coin: none}}, coinrun]
+"""))
+    specs = list(cfg.eval_specs().values())
+    assert [s.options for s in specs] == [{"coin": "end"}, {"coin": "none"}, {}]

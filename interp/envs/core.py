@@ -269,6 +269,11 @@ class VecEnv:
         out["goal_touched"] = touched.astype(out["agent_on_goal"].dtype)
         return out
 
+    def request_labels(self, rows: np.ndarray | None = None) -> "Ready":
+        """:meth:`labels` with the interface of :meth:`RemoteVecEnv.request_labels
+        <interp.envs.remote.RemoteVecEnv.request_labels>` (computed now: ``.result()``)."""
+        return Ready(self.labels(rows))
+
     # -- edits -----------------------------------------------------------------------
     def _edit_new_levels(self, first: np.ndarray) -> None:
         if self.variant.edit is None:
@@ -283,11 +288,26 @@ class VecEnv:
 
 def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,
              distribution_mode: str = "easy", num_levels: int = 0, start_level: int = 0,
-             options: dict | None = None, num_threads: int = 2) -> VecEnv:
-    """Build ``num`` envs of a variant (name or :class:`EnvSpec`)."""
+             options: dict | None = None, num_threads: int = 2, remote: bool = False) -> VecEnv:
+    """Build ``num`` envs of a variant (name or :class:`EnvSpec`). ``remote=True`` runs them in
+    a worker process (:class:`~interp.envs.remote.RemoteVecEnv`; variants with their own
+    sprites always do), where edits and labels run beside this process's work."""
     spec = variant if isinstance(variant, EnvSpec) else EnvSpec(
         variant, distribution_mode, num_levels, start_level, dict(options or {}))
     v = get_variant(spec.variant)
     if v.factory is not None:
         return v.factory(spec, num=num, seed=seed, num_threads=num_threads)
+    if remote:
+        from interp.envs.remote import RemoteVecEnv
+        return RemoteVecEnv(spec, num=num, seed=seed, num_threads=num_threads)
     return VecEnv(spec, num=num, seed=seed, num_threads=num_threads)
+
+
+class Ready:
+    """A result computed at once, read like a remote env's owed reply: ``.result()``."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value

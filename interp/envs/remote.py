@@ -13,6 +13,7 @@ a red-line-vs-yellow-gem test env) live side by side in one Python session.
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections import deque
 import traceback
 from multiprocessing import shared_memory
 
@@ -101,6 +102,21 @@ def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads
             env.close()
 
 
+class Reply:
+    """A result the worker owes; ``result()`` reads replies up to this one."""
+
+    def __init__(self, env: RemoteVecEnv, convert=None):
+        self.env, self.convert = env, convert
+        self.done, self.value, self.error = False, None, None
+
+    def result(self):
+        while not self.done:
+            self.env._receive()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class RemoteVecEnv:
     """A :class:`~interp.envs.core.VecEnv` in a worker process, with the same interface.
 
@@ -112,7 +128,9 @@ class RemoteVecEnv:
                  resource_root: str | None = None, engine_options: dict | None = None):
         self.spec, self.num, self.seed = spec, num, int(seed)
         self.resource_root = resource_root
-        self._closed, self._pending, self._obs = False, False, None
+        self._closed, self._obs = False, None
+        self._step: Reply | None = None  # the reply of the last act, until collected
+        self._owed: deque[Reply] = deque()  # replies not yet read, in request order
         self._shm = shared_memory.SharedMemory(create=True, size=num * int(np.prod(OBS_SHAPE)))
         self._frames = np.ndarray((num, *OBS_SHAPE), dtype=np.uint8, buffer=self._shm.buf)
         ctx = mp.get_context("spawn")
@@ -130,6 +148,7 @@ class RemoteVecEnv:
             raise
 
     def _reply(self):
+        """The worker's next message: its result, or its exception re-raised here."""
         try:
             status, result = self._conn.recv()
         except (EOFError, OSError):
@@ -144,48 +163,68 @@ class RemoteVecEnv:
             raise exc
         return result
 
-    def _call(self, cmd: str, *args):
-        self._call_raw(cmd, *args)
-        return self._reply()
-
-    def _call_raw(self, cmd: str, *args) -> None:
-        self._sync()
+    def _send(self, cmd: str, *args, convert=None) -> Reply:
+        """Send a request now; its result comes from the returned :class:`Reply`. A step's
+        frames are copied out of shared memory before the worker is asked anything else."""
+        self._check_open()
+        if self._step is not None:
+            self._obs, self._step = self._step.result(), None
         self._conn.send((cmd, args))
+        reply = Reply(self, convert)
+        self._owed.append(reply)
+        return reply
 
-    def _sync(self) -> None:
-        """Check the env is open and collect a pending step's result."""
+    def _check_open(self) -> None:
         if self._closed:
             raise RemoteEnvError(f"the {self.spec.variant!r} env is closed")
-        if self._pending:
-            self._pending = False
-            self._obs = self._frame_reply()
 
-    def _frame_reply(self):
-        reward, first = self._reply()
+    def _receive(self) -> None:
+        """Read the oldest owed reply (replies come in request order)."""
+        reply = self._owed.popleft()
+        try:
+            result = self._reply()
+            reply.value = reply.convert(result) if reply.convert else result
+        except RemoteEnvError:
+            raise
+        except Exception as e:  # noqa: BLE001 - raised by whoever asks for this reply
+            reply.error = e
+        reply.done = True
+
+    def _call(self, cmd: str, *args):
+        return self._send(cmd, *args).result()
+
+    def _frames_of(self, result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        reward, first = result
         return reward, self._frames.copy(), first
 
     # -- gym3 interface -------------------------------------------------------------
     def observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(reward float32 (num,), obs uint8 (num, 64, 64, 3), first bool (num,))."""
-        self._sync()
+        self._check_open()
+        if self._step is not None:
+            self._obs, self._step = self._step.result(), None
         if self._obs is None:
-            self._call_raw("observe")
-            self._obs = self._frame_reply()
+            self._obs = self._send("observe", convert=self._frames_of).result()
         return self._obs
 
     def act(self, actions) -> None:
         actions = np.asarray(actions)
         if actions.shape != (self.num,):
             raise ValueError(f"expected {self.num} actions, got shape {actions.shape}")
-        self._sync()
-        self._conn.send(("act", (actions,)))
-        self._pending, self._obs = True, None
+        step = self._send("act", actions, convert=self._frames_of)
+        self._step, self._obs = step, None
 
     def get_info(self) -> list[dict]:
         return self._call("get_info")
 
     def labels(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         return self._call("labels", rows)
+
+    def request_labels(self, rows: np.ndarray | None = None) -> Reply:
+        """Ask for the labels of the current states now and collect them later with
+        ``.result()``: the worker computes them while this process runs the policy; a
+        following ``act`` is queued behind them, so they are the labels of these states."""
+        return self._send("labels", rows)
 
     # -- state access ----------------------------------------------------------------
     def get_state_bytes(self, i: int) -> bytes:
@@ -213,7 +252,7 @@ class RemoteVecEnv:
             return
         self._closed = True
         try:
-            if self._pending:  # drain the step's reply, or the worker blocks on sending it
+            for _ in self._owed:  # drain owed replies, or the worker blocks on sending them
                 self._conn.recv()
             self._conn.send(("close", ()))
             self._proc.join(timeout=5)

@@ -168,13 +168,16 @@ class TrainConfig:
 
     def eval_specs(self) -> dict:
         """``{label: EnvSpec}`` for ``run.eval_variants``; they inherit the training
-        distribution_mode and use all levels (num_levels 0) unless they say otherwise."""
+        distribution_mode and use all levels (num_levels 0) unless they say otherwise. On the
+        training variant they also inherit the training options (an entry's own override)."""
         from interp.envs import EnvSpec
 
         specs = {}
         for v in self.run.eval_variants:
             d = {"variant": v} if isinstance(v, str) else dict(v)
             d.setdefault("distribution_mode", self.env.get("distribution_mode", "easy"))
+            if d.get("variant") == self.env.get("variant"):
+                d["options"] = {**(self.env.get("options") or {}), **(d.get("options") or {})}
             label = str(d.get("variant"))
             specs[label if label not in specs else f"{label}#{len(specs)}"] = EnvSpec.from_dict(d)
         return specs
