@@ -417,8 +417,8 @@ def experiment_cmd(
     checkpoints: Optional[List[Path]] = typer.Argument(None, help="Agent checkpoint(s) (.pt)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for CSV, PNG, summary.md."),
     episodes: Optional[int] = typer.Option(
-        None, min=1, help="Episodes per env and condition (agency: trajectories per type); "
-                          "default: the experiment's own."),
+        None, min=1, help="Episodes per condition, the first ones of every env (agency: "
+                          "trajectories per type); default: the experiment's own."),
     seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),

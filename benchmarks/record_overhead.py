@@ -4,8 +4,10 @@
 
 The bare rollout runs the recorder's own loop (same quota accounting, same action sampler, so
 the very same trajectories) without hooks, labels or writing. Then one recording per storage
-setting (compression x dtype) with the default layer set, and the cost of ``env.labels()``
-alone. Everything runs in one process, so the ratios share one machine state.
+setting (compression x dtype) with the default layer set, the cost of ``env.labels()`` alone,
+and (with ``none`` among the settings) the float32 recording once more with the envs in this
+process instead of the recorder's worker process, to measure what the worker buys. Everything
+runs in one process, so the ratios share one machine state.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import h5py
 import numpy as np
@@ -23,6 +26,7 @@ import torch
 from interp.checkpoint import load_agent, save_agent
 from interp.envs import make_env
 from interp.models import ImpalaAgent, preprocess
+import interp.record
 from interp.record import NOOP, RecordConfig, record
 from interp.rollout import sample_actions
 
@@ -76,6 +80,13 @@ def labels_cost(num_envs: int, calls: int = 50) -> float:
     return seconds
 
 
+def stored_bytes(path: Path) -> int:
+    """Uncompressed bytes of a recording's per-step datasets."""
+    with h5py.File(path) as f:
+        return sum(ds.size * ds.dtype.itemsize for g in ("steps", "labels", "activations")
+                   for ds in f[g].values())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--envs", type=int, default=16)
@@ -109,12 +120,20 @@ def main() -> None:
                        device="cpu", float16=float16, compression=compression)
             seconds = s.seconds
             assert s.rows == rows, (s.rows, rows)
-            with h5py.File(out) as f:
-                raw = sum(ds.size * ds.dtype.itemsize for g in ("steps", "labels", "activations")
-                          for ds in f[g].values())
-            results.append((f"{compression}/{'f16' if float16 else 'f32'}", seconds, raw,
-                            os.path.getsize(out)))
+            results.append((f"{compression}/{'f16' if float16 else 'f32'}", seconds,
+                            stored_bytes(out), os.path.getsize(out)))
             out.unlink()
+    if "none" in args.compression:
+        def in_process(*a, remote: bool = False, **k):
+            return make_env(*a, **k)
+
+        out = tmp / "in-process.h5"
+        with mock.patch.object(interp.record, "make_env", in_process):
+            s = record(agent, out, env="coinrun", episodes=args.episodes, num_envs=args.envs,
+                       device="cpu", compression="none")
+        assert s.rows == rows, (s.rows, rows)
+        results.append(("none/f32 local", s.seconds, stored_bytes(out), os.path.getsize(out)))
+        out.unlink()
     bare_after, _ = bare_rollout(agent, cfg)
     print(f"bare rollout again: {bare_after:.2f} s")
     bare_s = (bare_s + bare_after) / 2
@@ -122,7 +141,7 @@ def main() -> None:
         print(f"{name:14s} {seconds:7.2f} {seconds / bare_s:5.2f}x {raw / 1e6 / seconds:6.0f} "
               f"{size / rows * 1e4 / 1e9:13.2f}")
     print("(times exclude loading the agent and making the envs; MB/s = uncompressed bytes "
-          "stored / recording time)")
+          "stored / recording time; 'local': envs in this process, no worker)")
 
 
 if __name__ == "__main__":

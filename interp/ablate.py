@@ -305,7 +305,9 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
             return fn(x, group_masks[torch.as_tensor(rows // E, device=device)], donors)
         ep = run_episodes(model, spec, groups=len(group_masks), episodes=episodes,
                           num_envs=num_envs, seed=seed, policy=policy, max_steps=max_steps,
-                          keep_frames=frames if start == 0 else 0, device=device)
+                          keep_frames=frames if start == 0 else 0, device=device,
+                          progress=f"{layer}: conditions {start}-{start + len(group_masks) - 1}"
+                                   f" of {len(masks) - 1} (0 = baseline)")
         frames_seen = ep.frames if start == 0 else frames_seen
         parts.append(ep)
     episodes_all = Episodes({k: np.concatenate([p.metrics[k] for p in parts])

@@ -48,7 +48,7 @@ def evaluate_policy(model: nn.Module, env_spec: str | EnvSpec, episodes: int = 2
             with torch.autocast("cuda", torch.bfloat16):
                 return model(x)
     ep = run_episodes(model, env_spec, episodes=episodes, num_envs=num_envs, seed=seed,
-                      policy=policy, label_metrics=False, device=device)
+                      policy=policy, label_metrics=False, device=device, progress=None)
     returns, successes, lengths = (ep.metrics[k][0].ravel()
                                    for k in ("return", "success", "length"))
     return {"n": returns.size, "mean_return": float(returns.mean()),
@@ -213,7 +213,7 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
 
     Always success rate, mean return and mean length; CoinRun: goal misgeneralization and
     capability failure (died / stuck), and on ``coinrun-invisible-coin`` the chance rate of
-    touching the invisible coin; maze: the top-right corner reached first; variants with a
+    touching the invisible coin; cheese mazes: the top-right corner reached first; variants with a
     distractor: which object is reached first, steps to it and the preference.
     ``distribution_mode`` defaults to the checkpoint's training mode (else easy).
     """
@@ -229,8 +229,9 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
     game = variant.game
     invisible = variant.edit is invisible_coin  # the chance baseline: an unrewarded coin
     objects = bool(spec.resolved_options().get("distractor"))
+    cheese_maze = game == "maze" and variant.factory is None  # object mazes bring own sprites
     keys = sorted({*(INVISIBLE_COIN_KEYS if invisible else ()),
-                   *(MAZE_KEYS if game == "maze" else ()), *(OBJECT_KEYS if objects else ())})
+                   *(MAZE_KEYS if cheese_maze else ()), *(OBJECT_KEYS if objects else ())})
     trace = StepTrace(keys) if keys else None
     ep = run_episodes(agent.model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
                       max_steps=max_steps, on_step=trace, step_labels=bool(keys), device=dev)
@@ -251,7 +252,7 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
     if invisible:
         metrics.append(_rate("invisible_coin", "invisible coin touched (chance rate)",
                              invisible_coin_outcomes(trace)["invisible_coin"]))
-    if game == "maze":
+    if cheese_maze:
         m = maze_outcomes(ep, trace)
         metrics.append(_rate("corner_first", "top-right corner first, goal elsewhere "
                              "(n: goal not in the corner)",

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from interp.envs import EnvSpec, GameState, get_variant, make_env
 from interp.envs.core import NOOP, NUM_ACTIONS
@@ -161,8 +162,8 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                  num_envs: int = 16, seed: int = 0, policy: Policy | None = None,
                  max_steps: int | None = None, keep_frames: int = 0,
                  on_step: Callable[[Step], None] | None = None, step_labels: bool = False,
-                 label_metrics: bool = True,
-                 device: torch.device | str | None = None) -> Episodes:
+                 label_metrics: bool = True, device: torch.device | str | None = None,
+                 progress: str | None = "episodes") -> Episodes:
     """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group.
 
     ``policy(x, rows) -> (logits, value)`` defaults to ``model(x)``. ``max_steps`` caps the
@@ -170,7 +171,8 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     ``on_step(Step)`` is called once per vectorized step, before acting, with the active rows
     (with their frames' labels when ``step_labels``). ``label_metrics=False`` skips the
     label-based metrics (``reached_end``, ``distractor``), whose labels cost ~0.5 ms per
-    env-step: training-time evaluation only needs returns.
+    env-step: training-time evaluation only needs returns. ``progress`` labels a bar of finished
+    episodes on a terminal (None: no bar).
     """
     spec = as_spec(env)
     check_agent_env(model, spec)
@@ -199,6 +201,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                 out[n][r, k] = values[n]
             level_seed[r, k], valid[r, k], truncated[r, k] = seeds[r], True, cut
             count[r] += 1
+        bar.update(len(rows))
 
     def active_labels(active: np.ndarray) -> dict[str, np.ndarray]:
         """Labels of the active rows, in row order (groups without active rows are skipped)."""
@@ -207,6 +210,8 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
         return {k: np.concatenate([la[k] for la in labs]) for k in labs[0]}
 
     envs = [make_env(spec, num=E, seed=seed) for _ in range(groups)]
+    bar = tqdm(total=N * K, desc=progress, unit="episode", leave=False,
+               disable=True if progress is None else None)  # None: only on a terminal
     try:
         seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
         obs = np.concatenate([e.observe()[1] for e in envs])
@@ -248,6 +253,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             t += 1
         record(np.flatnonzero(count < K), cut=True)
     finally:
+        bar.close()
         for e in envs:
             e.close()
     frames = None

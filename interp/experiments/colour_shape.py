@@ -99,7 +99,8 @@ def colour_shape(model: nn.Module, train: EnvSpec, out: str | Path, *,
             "maze_size": opts["maze_size"], "dead_ends": opts["dead_ends"]})
         trace = StepTrace(OBJECT_KEYS)
         ep = run_episodes(model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
-                          max_steps=max_steps, on_step=trace, step_labels=True, device=device)
+                          max_steps=max_steps, on_step=trace, step_labels=True, device=device,
+                          progress=f"{goal} vs {distractor}, {bg}")
         cut += int(ep.truncated.sum())
         row = {"goal": goal, "distractor": distractor, "background": bg, "ablation": "none",
                **_summary(object_outcomes(ep, trace))}
