@@ -26,7 +26,7 @@ import torch
 from interp.checkpoint import load_agent, save_agent
 from interp.envs import make_env
 from interp.models import ImpalaAgent, preprocess
-import interp.record
+import interp.envs
 from interp.record import NOOP, RecordConfig, record
 from interp.rollout import sample_actions
 
@@ -128,7 +128,7 @@ def main() -> None:
             return make_env(*a, **k)
 
         out = tmp / "in-process.h5"
-        with mock.patch.object(interp.record, "make_env", in_process):
+        with mock.patch.object(interp.envs, "make_env", in_process):
             s = record(agent, out, env="coinrun", episodes=args.episodes, num_envs=args.envs,
                        device="cpu", compression="none")
         assert s.rows == rows, (s.rows, rows)
