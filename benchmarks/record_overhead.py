@@ -23,10 +23,10 @@ import h5py
 import numpy as np
 import torch
 
+import interp.envs
 from interp.checkpoint import load_agent, save_agent
 from interp.envs import make_env
 from interp.models import ImpalaAgent, preprocess
-import interp.envs
 from interp.record import NOOP, RecordConfig, record
 from interp.rollout import sample_actions
 
