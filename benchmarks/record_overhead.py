@@ -7,7 +7,8 @@ the very same trajectories) without hooks, labels or writing. Then one recording
 setting (compression x dtype) with the default layer set, the cost of ``env.labels()`` alone,
 and (with ``none`` among the settings) the float32 recording once more with the envs in this
 process instead of the recorder's worker process, to measure what the worker buys. Everything
-runs in one process, so the ratios share one machine state.
+runs in one process, in ``--repeats`` interleaved rounds, so the ratios share one machine state;
+each recording is divided by the bare rollouts just before and after its round.
 """
 
 from __future__ import annotations
@@ -96,49 +97,55 @@ def main() -> None:
                    help="torch threads (2 are ~3x slower than 1 on the 2-vCPU dev VM)")
     p.add_argument("--compression", nargs="+", default=["none", "lzf", "gzip"],
                    choices=["none", "lzf", "gzip"], help="storage settings to time")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds of (bare rollout, every setting); a bare rollout closes them")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="record-bench-"))
     agent = biased_agent(tmp / "agent.pt", args.width)
     cfg = RecordConfig(episodes=args.episodes, num_envs=args.envs, seed=0, layers=(),
                        float16=False, greedy=False, compression="gzip")
-    bare_s, rows = bare_rollout(agent, cfg)
-    print(f"device cpu, torch threads {args.threads}, width {args.width}, {args.envs} envs, "
-          f"{args.episodes} episodes, {rows} steps")
-    print(f"bare rollout: {bare_s:.2f} s ({rows / bare_s:.0f} steps/s); ratios below divide by "
-          "the mean of this and a second bare rollout after the recordings")
-    lab = labels_cost(args.envs)
-    print(f"env.labels(): {lab * 1e3:.1f} ms per call of {args.envs} envs = "
-          f"{lab / args.envs * 1e3:.2f} ms per step = {lab / args.envs * rows / bare_s:.0%} of "
-          "the bare rollout (included in every recording below)")
-    print(f"{'storage':14s} {'time s':>7s} {'ratio':>6s} {'MB/s':>6s} {'GB/10k steps':>13s}")
-    results = []
-    for compression in args.compression:
-        for float16 in (False, True):
-            out = tmp / f"{compression}-{float16}.h5"
-            s = record(agent, out, env="coinrun", episodes=args.episodes, num_envs=args.envs,
-                       device="cpu", float16=float16, compression=compression)
-            seconds = s.seconds
-            assert s.rows == rows, (s.rows, rows)
-            results.append((f"{compression}/{'f16' if float16 else 'f32'}", seconds,
-                            stored_bytes(out), os.path.getsize(out)))
-            out.unlink()
+    settings = [(c, f16, True) for c in args.compression for f16 in (False, True)]
     if "none" in args.compression:
-        def in_process(*a, remote: bool = False, **k):
-            return make_env(*a, **k)
+        settings.append(("none", False, False))  # envs in this process: what the worker buys
 
-        out = tmp / "in-process.h5"
-        with mock.patch.object(interp.envs, "make_env", in_process):
-            s = record(agent, out, env="coinrun", episodes=args.episodes, num_envs=args.envs,
-                       device="cpu", compression="none")
-        assert s.rows == rows, (s.rows, rows)
-        results.append(("none/f32 local", s.seconds, stored_bytes(out), os.path.getsize(out)))
-        out.unlink()
-    bare_after, _ = bare_rollout(agent, cfg)
-    print(f"bare rollout again: {bare_after:.2f} s")
-    bare_s = (bare_s + bare_after) / 2
-    for name, seconds, raw, size in results:
-        print(f"{name:14s} {seconds:7.2f} {seconds / bare_s:5.2f}x {raw / 1e6 / seconds:6.0f} "
+    def in_process(*a, remote: bool = False, **k):
+        return make_env(*a, **k)
+
+    bare, times, sizes = [], {s: [] for s in settings}, {}
+    for _ in range(args.repeats):
+        seconds, rows = bare_rollout(agent, cfg)
+        bare.append(seconds)
+        for setting in settings:
+            compression, float16, remote = setting
+            out = tmp / "bench.h5"
+            with mock.patch.object(interp.envs, "make_env", make_env if remote else in_process):
+                s = record(agent, out, env="coinrun", episodes=args.episodes,
+                           num_envs=args.envs, device="cpu", float16=float16,
+                           compression=compression)
+            assert s.rows == rows, (s.rows, rows)
+            times[setting].append(s.seconds)
+            sizes[setting] = (stored_bytes(out), os.path.getsize(out))
+            out.unlink()
+    bare.append(bare_rollout(agent, cfg)[0])
+    lab = labels_cost(args.envs)
+    print(f"device cpu, torch threads {args.threads}, width {args.width}, {args.envs} envs, "
+          f"{args.episodes} episodes, {rows} steps, {args.repeats} rounds")
+    print(f"bare rollout: {np.median(bare):.2f} s median ({rows / np.median(bare):.0f} steps/s), "
+          f"range {min(bare):.2f}-{max(bare):.2f} s")
+    print(f"env.labels(): {lab * 1e3:.1f} ms per call of {args.envs} envs = "
+          f"{lab / args.envs * 1e3:.2f} ms per step = {lab / args.envs * rows / np.median(bare):.0%}"
+          " of the bare rollout (included in every recording below)")
+    print("ratio = recording time / mean of the bare rollouts just before and after it, per round")
+    print(f"{'storage':16s} {'median s':>8s} {'ratio':>6s} {'range':>11s} {'MB/s':>6s} "
+          f"{'GB/10k steps':>13s}")
+    for setting, ts in times.items():
+        compression, float16, remote = setting
+        ratios = [t / ((bare[r] + bare[r + 1]) / 2) for r, t in enumerate(ts)]
+        raw, size = sizes[setting]
+        name = f"{compression}/{'f16' if float16 else 'f32'}{'' if remote else ' local'}"
+        print(f"{name:16s} {np.median(ts):8.2f} {np.median(ratios):5.2f}x "
+              f"{min(ratios):5.2f}-{max(ratios):4.2f} {raw / 1e6 / np.median(ts):6.0f} "
               f"{size / rows * 1e4 / 1e9:13.2f}")
     print("(times exclude loading the agent and making the envs; MB/s = uncompressed bytes "
           "stored / recording time; 'local': envs in this process, no worker)")

@@ -88,20 +88,71 @@ def _json(obj) -> str:
 
 
 # -- HDF5 writer --------------------------------------------------------------------------------
+class _Rows:
+    """Preallocated column buffers for one flush: the loop copies each step's rows in (one copy,
+    with the dtype conversion), the writer writes views of them. Reused across flushes, so the
+    loop allocates nothing per step and the forward pass's tensors are freed at once."""
+
+    def __init__(self, budget_bytes: int, min_rows: int, max_rows: int, tensor_dtype: np.dtype):
+        self.budget, self.min_rows, self.max_rows = budget_bytes, min_rows, max_rows
+        self.tensor_dtype = tensor_dtype  # storage dtype of torch tensors (activations)
+        self.cols: dict[str, np.ndarray] = {}
+        self.capacity = self.n = 0
+
+    def add(self, row: dict[str, np.ndarray | torch.Tensor]) -> slice:
+        """Append one step's rows (all columns the same length); returns where they went."""
+        k = len(row["steps/env"])
+        if not self.cols:
+            row_bytes = sum(v.element_size() * v.numel() if isinstance(v, torch.Tensor)
+                            else v.nbytes for v in row.values()) / k
+            self.capacity = int(min(self.max_rows, max(self.min_rows, self.budget // row_bytes)))
+        where = slice(self.n, self.n + k)
+        self.fill(where, row)
+        self.n += k
+        return where
+
+    def fill(self, where: slice, columns: dict[str, np.ndarray | torch.Tensor]) -> None:
+        """Write ``columns`` into the rows ``where`` (columns may come after the others)."""
+        for name, v in columns.items():
+            col = self.cols.get(name)
+            if col is None:
+                dtype = v.dtype if isinstance(v, np.ndarray) else self.tensor_dtype
+                col = self.cols[name] = np.empty((self.capacity, *v.shape[1:]), dtype)
+            if isinstance(v, torch.Tensor):
+                torch.from_numpy(col[where]).copy_(v)
+            else:
+                col[where] = v
+
+    def full(self) -> bool:
+        """No room for another step of every env."""
+        return self.n + self.min_rows > self.capacity
+
+
 class _Writer:
     """Appends row batches to resizable chunked datasets from a background thread.
 
     Each submitted batch carries the loop state after its last row (``resume`` group): data
-    and resume point are written together, then the file is flushed.
+    and resume point are written together, then the file is flushed. Two :class:`_Rows` buffers
+    alternate: the loop fills one while the thread writes the other.
     """
 
-    def __init__(self, f: h5py.File, compression: str, path: Path):
+    def __init__(self, f: h5py.File, compression: str, path: Path, buffer_bytes: int,
+                 num_envs: int, tensor_dtype: np.dtype):
         self.f, self.path = f, path
         self.compression = None if compression == "none" else compression
-        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.queue: queue.Queue = queue.Queue()
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(2):
+            self.free.put(_Rows(buffer_bytes // 2, num_envs, FLUSH_STEPS * num_envs,
+                                tensor_dtype))
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
         self.thread.start()
+
+    def rows(self) -> _Rows:
+        """An empty buffer to fill (waits while the thread still writes both)."""
+        self._check()
+        return self.free.get()
 
     def submit(self, batch: dict) -> None:
         self._check()
@@ -127,6 +178,8 @@ class _Writer:
                     self._write(batch)
                 except BaseException as e:  # noqa: BLE001 - reported to the main thread
                     self.error = e
+            batch["rows"].n = 0
+            self.free.put(batch["rows"])
 
     def _dataset(self, name: str, sample: np.ndarray, compress: bool) -> h5py.Dataset:
         if name in self.f:
@@ -140,9 +193,10 @@ class _Writer:
             compression_opts=1 if comp == "gzip" else None, shuffle=comp is not None)
 
     def _write(self, batch: dict) -> None:
-        start = batch["resume"]["rows"] - batch["num_rows"]
-        for name, parts in batch["arrays"].items():
-            arr = np.concatenate(parts)
+        rows = batch["rows"]
+        start = batch["resume"]["rows"] - rows.n
+        for name, col in rows.cols.items():
+            arr = col[:rows.n]
             bulk = name in BULK or name.startswith("activations/")
             ds = self._dataset(name, arr, compress=bulk)
             ds.resize(start + len(arr), axis=0)
@@ -185,11 +239,10 @@ EPISODE_COLUMNS = {"id": np.int64, "env": np.int32, "index": np.int32, "level_se
 class _Loop:
     """Per-env counters of a recording; everything needed to continue it exactly."""
 
-    def __init__(self, cfg: RecordConfig, env, layers: list[str], model, device, store_dtype,
-                 writer: _Writer, buffer_bytes: int,
-                 progress: Callable[[int], None] | None):
+    def __init__(self, cfg: RecordConfig, env, layers: list[str], model, device,
+                 writer: _Writer, progress: Callable[[int], None] | None):
         self.cfg, self.env, self.layers, self.model, self.device = cfg, env, layers, model, device
-        self.store_dtype, self.writer, self.buffer_bytes = store_dtype, writer, buffer_bytes
+        self.writer = writer
         self.progress = progress or (lambda n: None)
         n = cfg.num_envs
         self.quota = cfg.quotas()
@@ -229,9 +282,7 @@ class _Loop:
         from interp.hooks import use_hooks
         from interp.models import preprocess
 
-        arrays: dict[str, list] = {}
-        episodes: list[dict] = []
-        buffered = steps = 0
+        rows, episodes, steps = self.writer.rows(), [], 0
         cache: dict[str, torch.Tensor] = {}
         keep = [(name, lambda out, name: cache.__setitem__(name, out)) for name in self.layers]
         _, obs, _ = self.env.observe()
@@ -267,14 +318,13 @@ class _Loop:
                 row = {f"steps/{k}": v for k, v in row.items()}
                 row.update({f"labels/{k}": np.asarray(v) for k, v in labels.items()})
                 for name in self.layers:
-                    row[f"activations/{name}"] = cache[name].to("cpu", self.store_dtype).numpy()
+                    row[f"activations/{name}"] = cache.pop(name)
+                where = rows.add(row)
+                del row
                 reward, next_obs, first = self.env.observe()
                 info = self.env.get_info() if first[active].any() else None
-                row["steps/reward"] = reward[active].astype(np.float32)
-                row["steps/done"] = first[active]
-                for k, v in row.items():
-                    arrays.setdefault(k, []).append(v)
-                buffered += sum(v.nbytes for v in row.values())
+                rows.fill(where, {"steps/reward": reward[active].astype(np.float32),
+                                  "steps/done": first[active]})
 
                 self.ret[active] += reward[active]
                 self.step[active] += 1
@@ -283,10 +333,10 @@ class _Loop:
                     episodes.append(self._end_episode(i, info[i], labels, active))
                 obs = next_obs
                 steps += 1
-                if buffered >= self.buffer_bytes or steps % FLUSH_STEPS == 0 or \
-                        not (self.done < self.quota).any():
-                    self._flush(arrays, episodes)
-                    arrays, episodes, buffered = {}, [], 0
+                finished = not (self.done < self.quota).any()
+                if rows.full() or steps % FLUSH_STEPS == 0 or finished:
+                    self._flush(rows, episodes)
+                    rows, episodes = (None if finished else self.writer.rows()), []
 
     def _end_episode(self, i: int, info: dict, labels: dict, active: np.ndarray) -> dict:
         ep = {"id": int(self.done[i] * self.cfg.num_envs + i), "env": int(i),
@@ -303,11 +353,10 @@ class _Loop:
         self.progress(1)
         return ep
 
-    def _flush(self, arrays: dict, episodes: list) -> None:
+    def _flush(self, rows: _Rows, episodes: list) -> None:
         meta, states = self._resume_point()
-        num_rows = sum(len(a) for a in arrays["steps/env"])
-        self.writer.submit({"arrays": arrays, "episodes": episodes, "resume": meta,
-                            "states": states, "num_rows": num_rows})
+        self.writer.submit({"rows": rows, "episodes": episodes, "resume": meta,
+                            "states": states})
 
 
 # -- public entry point ---------------------------------------------------------------------------
@@ -316,13 +365,15 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
            num_envs: int | None = None, seed: int | None = None, device: str = "auto",
            float16: bool | None = None, greedy: bool | None = None,
            distribution_mode: str | None = None, options: dict | None = None,
-           compression: str | None = None, mode: str = "create", command: str = "", buffer_mb: float = 128,
-           progress: Callable[[int], None] | None = None) -> RecordSummary:
+           compression: str | None = None, mode: str = "create", command: str = "",
+           buffer_mb: float = 128, progress: Callable[[int], None] | None = None) -> RecordSummary:
     """Record ``episodes`` episodes of ``checkpoint``'s agent into the HDF5 file ``out``.
 
     ``mode``: ``"create"`` (refuse an existing file), ``"overwrite"``, ``"resume"`` (finish an
     incomplete file) or ``"append"`` (add ``episodes`` more to a complete file). With resume and
     append, options left as None come from the file; options given must match it.
+    ``buffer_mb``: memory for the two row buffers that alternate between the loop and the
+    writer thread (a flush writes one, at least one step of every env each).
     ``options``: variant options (on the agent's training variant they override its training
     options, see :meth:`~interp.checkpoint.LoadedAgent.env_spec`).
     Defaults for a new file: the agent's training env (variant and distribution mode), 64 envs,
@@ -384,10 +435,9 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         f.attrs["config"] = _json(asdict(cfg))
         f.attrs["status"] = "incomplete"
         f.attrs["episodes_target"] = cfg.episodes
-        store = torch.float16 if cfg.float16 else torch.float32
-        writer = _Writer(f, cfg.compression, out)
-        loop = _Loop(cfg, venv, list(cfg.layers), model, dev, store, writer,
-                     int(buffer_mb * 2**20), progress)
+        writer = _Writer(f, cfg.compression, out, int(buffer_mb * 2**20), cfg.num_envs,
+                         np.dtype(np.float16 if cfg.float16 else np.float32))
+        loop = _Loop(cfg, venv, list(cfg.layers), model, dev, writer, progress)
         if STATE_GROUP in f:
             loop.restore(f)
             _truncate(f, loop.rows, loop.episodes)
