@@ -33,6 +33,7 @@ from .common import (
 
 EXAMPLE_ENVS = 4  # frames are kept for the first episode of these envs (one becomes the example)
 THUMBNAILS = 6
+AFTER_CROSSING = 10  # steps past the crossing shown in the last thumbnail
 
 
 @torch.no_grad()
@@ -98,17 +99,28 @@ Env `coinrun-permeable-wall` (coin none, {distribution_mode}), n = {len(rows)} e
 
 
 def _thumbnail_indices(steps: np.ndarray, example: dict) -> np.ndarray:
-    """Indices into ``steps`` of the thumbnails: the approach to the wall, the crossing and the
-    value peak (evenly spaced over the episode if it never crossed)."""
+    """Indices into ``steps`` of the thumbnails: the approach to the wall, the value peak, the
+    crossing and the agent beyond the wall (evenly spaced over the episode if it never
+    crossed)."""
     if not len(steps):
         return np.zeros(0, int)
     if not example["crossed"]:
         want = np.linspace(steps[0], steps[-1], THUMBNAILS)
     else:
         c = example["cross_step"]
-        want = [*np.linspace(0, c, THUMBNAILS - 2)[:-1], c - 2, c, example["peak_step"]]
+        want = [0, c // 2, c - 3, example["peak_step"], c, c + AFTER_CROSSING]
     idx = np.unique(np.searchsorted(steps, np.round(want)).clip(0, len(steps) - 1))
     return idx[:THUMBNAILS]
+
+
+def _window(e, example) -> tuple[float, float]:
+    """x range of the example trace: the whole episode, or up to a while past the crossing (an
+    agent beyond the wall idles there until the timeout)."""
+    last = float(e["step"][-1])
+    if not example["crossed"]:
+        return 0, last
+    c = max(example["cross_step"], example["peak_step"])
+    return 0, min(last, c + max(3 * AFTER_CROSSING, c // 2))
 
 
 def _plot(e, example, steps, frames, offsets, dx, path: Path) -> Path:
@@ -130,7 +142,9 @@ def _plot(e, example, steps, frames, offsets, dx, path: Path) -> Path:
         tax.imshow(frames[i])
         tax.set_title(f"{chr(97 + j)}: step {steps[i]}", fontsize=8)
         tax.axis("off")
-    ax.set_xlabel("step")
+    ax.set_xlim(*_window(e, example))
+    ax.set_xlabel("step" if ax.get_xlim()[1] >= e["step"][-1] else
+                  f"step (the episode goes on to step {int(e['step'][-1])})")
     ax.set_ylabel("critic value")
     ax.set_title(f"Example episode (env {example['env']}, level {example['level_seed']})",
                  fontsize=10)
