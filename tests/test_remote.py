@@ -129,3 +129,13 @@ def test_requested_labels_are_of_the_states_before_the_next_act():
             for key in ("agent_x", "agent_y", "level_seed", "goal_touched"):
                 np.testing.assert_array_equal(got[key], expected[key])
             np.testing.assert_array_equal(remote.observe()[1], local.observe()[1])
+
+
+def test_script_without_main_guard_gets_the_fix(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text("from interp.envs import EnvSpec\nfrom interp.envs.remote import RemoteVecEnv\n"
+                      "RemoteVecEnv(EnvSpec('maze'), num=1).close()\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "exited while starting" in proc.stderr and '__name__ == "__main__"' in proc.stderr

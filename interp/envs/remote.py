@@ -142,17 +142,25 @@ class RemoteVecEnv:
         self._proc.start()
         child.close()
         try:
-            self.num_actions = self._reply()
+            self.num_actions = self._reply(starting=True)
         except BaseException:
             self.close()
             raise
 
-    def _reply(self):
+    def _reply(self, starting: bool = False):
         """The worker's next message: its result, or its exception re-raised here."""
         try:
             status, result = self._conn.recv()
         except (EOFError, OSError):
             self._proc.join(timeout=5)
+            if starting:
+                raise RemoteEnvError(
+                    f"the env worker of {self.spec.variant!r} exited while starting (exit code "
+                    f"{self._proc.exitcode}); its error is printed above. Two usual causes: the "
+                    "engine aborts on missing or unreadable asset files (check resource_root), "
+                    "and workers start with 'spawn', which re-imports your main module: in a "
+                    "script, put the code that makes envs under "
+                    "`if __name__ == \"__main__\":`.") from None
             raise RemoteEnvError(
                 f"the env worker of {self.spec.variant!r} died (exit code "
                 f"{self._proc.exitcode}); the engine aborts its process on invalid input, "
