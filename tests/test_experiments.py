@@ -110,7 +110,9 @@ def test_permeable_wall(runner_right, tmp_path):
     assert len(rows) == 2 and all(r["crossed"] == "True" for r in rows)
     assert all(float(r["peak_value"]) > -1e3 for r in rows)
     assert read(tmp_path / "permeable-wall-example.csv")
-    assert "100% [" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "100% [" in summary and "0 died before the wall" in summary
+    assert summary.count("(2/2") == 2  # all episodes, and those not ended by a death
     assert (tmp_path / "permeable-wall.png").stat().st_size > 10_000
 
 

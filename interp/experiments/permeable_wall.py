@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from interp.envs import EnvSpec
+from interp.evaluate import COINRUN_TIMEOUT
 from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, rate
 
@@ -65,6 +66,9 @@ def permeable_wall(model: nn.Module, out: str | Path, *, episodes: int = 128,
                      "peak_dx_tiles": float(e["agent_x"][peak] - e["end_wall_x"][peak])})
         traces[(env, k)] = e
     crossed = np.array([r["crossed"] for r in rows])
+    # an episode that neither crossed nor ran to the timeout ended early: the agent died
+    died = ~crossed & np.array([r["steps"] < COINRUN_TIMEOUT and not r["truncated"]
+                                for r in rows])
     offsets = np.array([r["peak_minus_cross_steps"] for r in rows], float)
     dx = np.array([r["peak_dx_tiles"] for r in rows], float)
     example = next((r for r in rows if r["env"] < EXAMPLE_ENVS and r["episode"] == 0
@@ -88,6 +92,10 @@ Env `coinrun-permeable-wall` (coin none, {distribution_mode}), n = {len(rows)} e
 
 - walked through the wall (agent_x > end_wall_x at some step): {fmt(r, lo, hi, pct=True)}
   ({int(crossed.sum())}/{len(rows)}; Wilson 95% CI)
+- did not cross: {int(died.sum())} died before the wall (ended before the
+  {COINRUN_TIMEOUT}-step timeout), {int((~crossed & ~died).sum())} ran to the timeout (or max_steps)
+- walked through, among episodes not ended by a death before the wall:
+  {fmt(*rate(crossed[~died]), pct=True)} ({int(crossed.sum())}/{int((~died).sum())})
 - value peak minus crossing step, crossing episodes: mean {fmt(*off)} steps (bootstrap 95% CI;
   median {np.nanmedian(offsets) if crossed.any() else float('nan'):.3g})
 - agent_x − end_wall_x at the value peak, all episodes: mean {fmt(*pos)} tiles
