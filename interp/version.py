@@ -14,7 +14,10 @@ def _git(root: Path, *args: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``"0.1.0+g<sha>[-dirty]"`` inside a git checkout of the package, else ``"0.1.0"``."""
+    """``"0.1.0+g<sha>[-dirty]"`` inside a git checkout of the package, else ``"0.1.0"``.
+
+    Read once, when this module is first imported: a long run reports the code it loaded,
+    not whatever the checkout holds when it first saves."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return __version__
@@ -24,3 +27,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{sha}{'-dirty' if dirty else ''}"
+
+
+code_version()  # pin it at import (cached)
