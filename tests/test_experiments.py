@@ -210,3 +210,12 @@ def test_cli_bad_inputs_name_the_fix(tmp_path, model):
     assert res.exit_code == 2 and "takes no checkpoint, got 1" in res.output
     with pytest.raises(ExperimentError, match="takes exactly 1 checkpoint, got 2"):
         run_experiment("permeable-wall", [ckpt, ckpt], tmp_path)
+
+
+def test_checkpoint_labels_name_packaged_agents_by_folder():
+    from pathlib import Path
+
+    from interp.experiments import _label
+    assert _label(Path("agents/coinrun-cpu/agent.pt")) == "coinrun-cpu"
+    assert _label(Path("runs/x/checkpoints/agent_301056.pt")) == "agent_301056"
+    assert _label(Path("agent.pt")) == "agent"

@@ -106,9 +106,15 @@ def run_experiment(name: str, checkpoints: Sequence[str | Path], out: str | Path
     if episodes is not None and episodes < 1:
         raise ExperimentError(f"episodes must be >= 1 (got {episodes})")
     device = resolve_device(device)
-    agents = [(Path(c).stem, load_agent(c, device)) for c in checkpoints]
+    agents = [(_label(Path(c)), load_agent(c, device)) for c in checkpoints]
     kw = {"seed": seed, "device": device, **({"episodes": episodes} if episodes else {})}
     return exp.run(agents, Path(out), kw)
+
+
+def _label(path: Path) -> str:
+    """A checkpoint's name in tables: its file stem, or its folder's name for a packaged
+    ``agent.pt`` (``agents/coinrun-cpu/agent.pt`` -> ``coinrun-cpu``)."""
+    return path.parent.name if path.stem == "agent" and path.parent.name else path.stem
 
 
 __all__ = ["Experiment", "ExperimentError", "get_experiment", "list_experiments",
