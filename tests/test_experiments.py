@@ -2,6 +2,7 @@
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from interp.checkpoint import LoadedAgent, save_agent
 from interp.envs import EnvSpec
-from interp.experiments import ExperimentError, run_experiment
+from interp.experiments import ExperimentError, _label, run_experiment
 from interp.experiments.agency import (
     Trajectory,
     agency,
@@ -213,9 +214,6 @@ def test_cli_bad_inputs_name_the_fix(tmp_path, model):
 
 
 def test_checkpoint_labels_name_packaged_agents_by_folder():
-    from pathlib import Path
-
-    from interp.experiments import _label
     assert _label(Path("agents/coinrun-cpu/agent.pt")) == "coinrun-cpu"
     assert _label(Path("runs/x/checkpoints/agent_301056.pt")) == "agent_301056"
     assert _label(Path("agent.pt")) == "agent"
