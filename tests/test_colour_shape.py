@@ -17,8 +17,9 @@ from interp.envs.assets import (
     missing_files,
     sprite,
 )
-from interp.envs.colour_shape import DISTRACTOR, GOAL, WALL, edit, generate_maze
+from interp.envs.colour_shape import DISTRACTOR, GOAL, edit
 from interp.envs.labels import to_pixels
+from interp.envs.maze import WALL, generate_maze
 from interp.envs.state import SPACE
 
 MOVES = {(1, 0): 7, (-1, 0): 1, (0, 1): 5, (0, -1): 3}  # (dx, dy) -> action

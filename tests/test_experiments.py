@@ -22,7 +22,7 @@ from interp.experiments.agency import (
     make_trajectory,
 )
 from interp.experiments.colour_shape import colour_shape
-from interp.experiments.maze_corner import maze_corner
+from interp.experiments.maze_corner import maze_corner, training_mazes
 from interp.experiments.misgen_rates import misgen_rates
 from interp.experiments.permeable_wall import permeable_wall
 from interp.experiments.value_vs_stage import STAGES, value_vs_stage
@@ -138,6 +138,22 @@ def test_maze_corner(model, tmp_path):
     assert all(r["cheese_in_corner"] == "True" for r in eps if r["region_size"] == "1")
     rows = read(tmp_path / "maze-corner.csv")
     assert {r["by"] for r in rows} == {"region_size", "cheese_ring"}
+    assert "the engine's maze sizes" in (tmp_path / "summary.md").read_text()
+
+
+def test_maze_corner_plays_the_agents_training_mazes(model, tmp_path):
+    small = EnvSpec("maze-cheese-top-right", "hard", options={"max_maze_size": 5})
+    agent = LoadedAgent(model, {"env_spec": small.to_dict()}, None, "interp")
+    assert training_mazes(agent) == {"distribution_mode": "hard", "max_maze_size": 5}
+    maze_corner(model, tmp_path, region_sizes=(1, 7, 15), episodes=4, num_envs=4, max_steps=20,
+                **training_mazes(agent))
+    eps = read(tmp_path / "maze-corner-episodes.csv")
+    assert [r["region_size"] for r in eps] == ["1"] * 4 + ["5"] * 4  # regions cut at the maze
+    assert {int(r["cheese_ring"]) for r in eps} <= set(range(1, 6))
+    assert "(hard, mazes up to 5x5)" in (tmp_path / "summary.md").read_text()
+    coinrun = LoadedAgent(model, {"env_spec": EnvSpec("coinrun").to_dict()}, None, "interp")
+    with pytest.raises(ExperimentError, match="needs a maze agent"):
+        training_mazes(coinrun, "cr")
 
 
 def test_colour_shape(model, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from interp.envs import EditError, EnvConfigError, EnvSpec, make_env
 from interp.envs.coinrun import COIN, coin_cell, random_coin
-from interp.envs.labels import state_labels
+from interp.envs.labels import _bfs, state_labels
 from interp.envs.maze import CHEESE, corner_cell
 from interp.envs.state import SPACE
 
@@ -126,6 +126,28 @@ def test_cheese_region(n):
     assert ((lab["corner_x"] - lab["goal_x"] < n) & (lab["corner_y"] - lab["goal_y"] < n)).all()
 
 
+def test_max_maze_size_cuts_the_engine_sizes():
+    env = make_env("maze-cheese-top-right", num=32, seed=0, options={"max_maze_size": 7})
+    rng = np.random.default_rng(0)
+    dims = []
+    for t in range(200):
+        for i in np.flatnonzero(env.observe()[2]) if t else range(env.num):
+            s = env.get_state(i)
+            dim, margin = s["maze_dim"], (s["world_dim"] - s["maze_dim"]) // 2
+            dims.append(dim)
+            inside = np.zeros_like(s.grid, dtype=bool)
+            inside[margin:margin + dim, margin:margin + dim] = True
+            assert (s.grid[~inside] == 51).all()
+            assert s.player["x"] == s.player["y"] == margin + 0.5
+            cx, cy = corner_cell(s)
+            assert s.grid[cy, cx] == CHEESE
+            free = np.ascontiguousarray(s.grid != 51)
+            reach = _bfs(free.tobytes(), *free.shape, margin, margin) >= 0
+            assert (reach == free).all()  # one connected maze
+        env.act(rng.integers(0, 15, env.num))
+    assert set(dims) == {3, 5, 7} and len(dims) > 40
+
+
 def test_same_seed_same_edits_and_observations():
     runs = []
     for _ in range(2):
@@ -164,6 +186,8 @@ def test_no_room_for_the_coin_raises_edit_error():
     ("maze", {"region_size": 3}, "easy", "has no option"),
     ("maze-cheese-region", {"region_size": 16}, "easy", "1..15"),
     ("maze-cheese-region", {"region_size": 0}, "hard", "1..25"),
+    ("maze-cheese-top-right", {"max_maze_size": 8}, "easy", "odd integer in 3..15"),
+    ("maze-cheese-region", {"max_maze_size": 17}, "easy", "or None for the engine's sizes"),
     ("coinrun-coin-mix", {"random_coin_fraction": 1.5}, "easy", r"\[0, 1\]"),
 ])
 def test_bad_input(variant, options, mode, match):

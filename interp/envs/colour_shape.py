@@ -31,7 +31,7 @@ from interp.envs.assets import (
 from interp.envs.core import EditError, EnvConfigError, EnvSpec, VecEnv
 from interp.envs.labels import cell_labels, find_tiles
 from interp.envs.maze import CHEESE as GOAL
-from interp.envs.maze import WALL, WORLD_DIM
+from interp.envs.maze import WORLD_DIM, generate_maze
 from interp.envs.state import SPACE, GameState
 
 DISTRACTOR = SECOND_TILE
@@ -39,8 +39,6 @@ DISTRACTOR = SECOND_TILE
 # Label codes of object identities (-1: no distractor).
 COLOUR_CODES = {name: i for i, name in enumerate(COLOURS)}  # black 0 ... yellow 7
 SHAPE_CODES = {name: i for i, name in enumerate(SHAPES)}    # gem 0, line 1
-
-_STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 DEFAULTS = dict(goal="yellow-line", distractor=None, background="textured", maze_size=None,
                 dead_ends=True)
@@ -74,39 +72,6 @@ def check_options(options: dict, distribution_mode: str) -> None:
     if n is None and not options["dead_ends"]:
         raise EnvConfigError("dead_ends=False needs a maze_size (the stock maze is kept as "
                              "generated when maze_size is None)")
-
-
-def generate_maze(n: int, rng: np.random.Generator, dead_ends: bool = True) -> np.ndarray:
-    """An ``n`` x ``n`` grid (n odd) of SPACE / WALL: rooms at even (x, y), joined by a random
-    spanning tree (Kruskal); ``dead_ends=False`` then opens one more wall at every dead end."""
-    grid = np.full((n, n), WALL, dtype=np.int32)
-    grid[::2, ::2] = SPACE
-    rooms = n // 2 + 1
-    parent = list(range(rooms * rooms))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    walls = [(y, x) for y in range(n) for x in range(n) if (y + x) % 2 == 1]
-    for k in rng.permutation(len(walls)):
-        y, x = walls[k]
-        (ay, ax), (by, bx) = ((y, x - 1), (y, x + 1)) if y % 2 == 0 else ((y - 1, x), (y + 1, x))
-        a, b = find(ay // 2 * rooms + ax // 2), find(by // 2 * rooms + bx // 2)
-        if a != b:
-            parent[a] = b
-            grid[y, x] = SPACE
-    if not dead_ends:
-        for y in range(0, n, 2):
-            for x in range(0, n, 2):
-                nbrs = [(y + dy, x + dx) for dy, dx in _STEPS
-                        if 0 <= y + dy < n and 0 <= x + dx < n]
-                closed = [c for c in nbrs if grid[c] == WALL]
-                if len(nbrs) - len(closed) == 1 and closed:
-                    grid[closed[rng.integers(len(closed))]] = SPACE
-    return grid
 
 
 def edit(state: GameState, rng: np.random.Generator, options: dict) -> GameState:

@@ -1,5 +1,10 @@
 """Maze edits of Langosco et al. (2022), Maze I: cheese in the top-right corner, or at a random
-free cell of an N x N square at the maze's top-right corner (their Fig. 4 "region size")."""
+free cell of an N x N square at the maze's top-right corner (their Fig. 4 "region size").
+
+Option ``max_maze_size`` (odd, 3..world size; None keeps the engine's mazes) first replaces the
+level by a maze of a random odd size from 3 to ``max_maze_size``, drawn and laid out as the
+engine does (uniform over the odd sizes, centred in the world, agent in its bottom-left cell):
+the stock distribution cut at a smaller size, for agents trained on a small budget."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from interp.envs.state import SPACE, GameState
 CHEESE = 2
 WALL = 51
 WORLD_DIM = {"easy": 15, "hard": 25, "memory": 31}
+_STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
 
 
 def maze_bounds(state: GameState) -> tuple[int, int]:
@@ -38,8 +44,64 @@ def region_cells(state: GameState, size: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
+def generate_maze(n: int, rng: np.random.Generator, dead_ends: bool = True) -> np.ndarray:
+    """An ``n`` x ``n`` grid (n odd) of SPACE / WALL: rooms at even (x, y), joined by a random
+    spanning tree (Kruskal); ``dead_ends=False`` then opens one more wall at every dead end."""
+    grid = np.full((n, n), WALL, dtype=np.int32)
+    grid[::2, ::2] = SPACE
+    rooms = n // 2 + 1
+    parent = list(range(rooms * rooms))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    walls = [(y, x) for y in range(n) for x in range(n) if (y + x) % 2 == 1]
+    for k in rng.permutation(len(walls)):
+        y, x = walls[k]
+        (ay, ax), (by, bx) = ((y, x - 1), (y, x + 1)) if y % 2 == 0 else ((y - 1, x), (y + 1, x))
+        a, b = find(ay // 2 * rooms + ax // 2), find(by // 2 * rooms + bx // 2)
+        if a != b:
+            parent[a] = b
+            grid[y, x] = SPACE
+    if not dead_ends:
+        for y in range(0, n, 2):
+            for x in range(0, n, 2):
+                nbrs = [(y + dy, x + dx) for dy, dx in _STEPS
+                        if 0 <= y + dy < n and 0 <= x + dx < n]
+                closed = [c for c in nbrs if grid[c] == WALL]
+                if len(nbrs) - len(closed) == 1 and closed:
+                    grid[closed[rng.integers(len(closed))]] = SPACE
+    return grid
+
+
+def resize(state: GameState, rng: np.random.Generator, max_size: int) -> GameState:
+    """Replace the level's maze by one of a random odd size 3..max_size (uniform), centred in
+    the world like the engine's, with the agent in its bottom-left cell and the cheese at a
+    random other free cell."""
+    world = state["world_dim"]
+    dim = 3 + 2 * int(rng.integers((max_size - 1) // 2))
+    margin = (world - dim) // 2
+    grid = np.full((world, world), WALL, dtype=np.int32)
+    grid[margin:margin + dim, margin:margin + dim] = generate_maze(dim, rng)
+    free = np.argwhere(grid == SPACE)
+    free = free[(free[:, 0] != margin) | (free[:, 1] != margin)]
+    y, x = free[rng.integers(len(free))]
+    grid[y, x] = CHEESE
+    state.grid = grid
+    state["maze_dim"] = dim
+    player = np.flatnonzero(state.entities["type"] == 0)[0]
+    state.entities["x"][player] = state.entities["y"][player] = margin + 0.5
+    return state
+
+
 def cheese_in_region(state: GameState, rng: np.random.Generator, options: dict) -> GameState:
-    """Move the cheese to a uniformly random free cell of the top-right region_size square."""
+    """Move the cheese to a uniformly random free cell of the top-right region_size square
+    (after :func:`resize` if ``max_maze_size`` is set)."""
+    if options.get("max_maze_size") is not None:
+        state = resize(state, rng, options["max_maze_size"])
     xs, ys = region_cells(state, options["region_size"])
     if xs.size == 0:
         raise EditError(f"maze level {state['current_level_seed']}: no free cell in the top-right "
@@ -53,7 +115,7 @@ def cheese_in_region(state: GameState, rng: np.random.Generator, options: dict) 
 
 def cheese_top_right(state: GameState, rng: np.random.Generator, options: dict) -> GameState:
     """Move the cheese to the maze's top-right corner cell (Maze I training distribution)."""
-    return cheese_in_region(state, rng, {"region_size": 1})
+    return cheese_in_region(state, rng, {**options, "region_size": 1})
 
 
 def region_labels(state: GameState, options: dict) -> dict:
@@ -65,8 +127,19 @@ def region_labels(state: GameState, options: dict) -> dict:
     return {"cheese_in_top_right": int(in_region)}
 
 
+def check_size(options: dict, distribution_mode: str) -> None:
+    """``max_maze_size`` must be None or an odd int between 3 and the world size of the mode."""
+    n, top = options["max_maze_size"], WORLD_DIM.get(distribution_mode, 25)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n % 2 == 0
+                          or not 3 <= n <= top):
+        raise EnvConfigError(f"max_maze_size must be an odd integer in 3..{top} for "
+                             f"{distribution_mode} mazes, or None for the engine's sizes; "
+                             f"got {n!r}")
+
+
 def check_region(options: dict, distribution_mode: str) -> None:
     """``region_size`` must be an int between 1 and the world size of the mode."""
+    check_size(options, distribution_mode)
     n, top = options["region_size"], WORLD_DIM.get(distribution_mode, 25)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
         raise EnvConfigError(f"region_size must be an integer in 1..{top} for {distribution_mode} "

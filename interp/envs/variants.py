@@ -24,12 +24,14 @@ register(Variant("coinrun-invisible-coin", "coinrun",
                  edit=coinrun.invisible_coin, labels=coinrun.invisible_coin_labels))
 register(Variant("maze", "maze", "Stock Maze: cheese at a random cell."))
 register(Variant("maze-cheese-top-right", "maze",
-                 "Maze I training: cheese always in the maze's top-right corner cell.",
-                 edit=maze.cheese_top_right))
+                 "Maze I training: cheese always in the maze's top-right corner cell; option "
+                 "max_maze_size cuts the maze sizes.",
+                 edit=maze.cheese_top_right, defaults={"max_maze_size": None},
+                 check_options=maze.check_size))
 register(Variant("maze-cheese-region", "maze",
                  "Maze I region sweep: cheese at a random free cell of the top-right "
-                 "region_size x region_size square.",
-                 edit=maze.cheese_in_region, defaults={"region_size": 5},
+                 "region_size x region_size square; option max_maze_size cuts the maze sizes.",
+                 edit=maze.cheese_in_region, defaults={"region_size": 5, "max_maze_size": None},
                  labels=maze.region_labels, check_options=maze.check_region))
 register(Variant("heist", "heist",
                  "Stock Heist: collect coloured keys to open doors, then the gem."))

@@ -49,10 +49,16 @@ def _single(fn: Callable, needs_spec: bool = False) -> Runner:
     return run
 
 
+def _maze_corner(agents, out, kw):
+    from .maze_corner import maze_corner, training_mazes
+
+    (name, agent), = agents
+    return maze_corner(agent.model, out, **training_mazes(agent, name), **kw)
+
+
 def _registry() -> dict[str, Experiment]:
     from .agency import agency
     from .colour_shape import colour_shape
-    from .maze_corner import maze_corner
     from .misgen_rates import misgen_rates
     from .permeable_wall import permeable_wall
     from .value_vs_stage import value_vs_stage
@@ -73,7 +79,7 @@ def _registry() -> dict[str, Experiment]:
                    "random-coin training fraction (one checkpoint per fraction)", 1, None,
                    lambda agents, out, kw: misgen_rates(agents, out, **kw)),
         Experiment("maze-corner", "Maze I / Fig. 4: top-right corner vs cheese by cheese "
-                   "region", 1, 1, _single(maze_corner)),
+                   "region, on the agent's training mazes", 1, 1, _maze_corner),
         Experiment("colour-shape", "Maze II / Ramanauskas & Simsek: colour vs shape preference, "
                    "capability, input-colour ablations", 1, 1, _single(colour_shape, True)),
         Experiment("agency", "Sec. 3.5 / Table 1: agents vs devices on gridworld trajectories "

@@ -7,7 +7,8 @@ the maze's top-right N x N square). Per episode, from the labels of every frame:
 the maze's top-right cell before reaching the cheese (only counted when the cheese is not in
 that cell); *neither* otherwise. Episodes are also pooled by where the cheese was:
 ``cheese_ring`` = 1 + the Chebyshev distance of the cheese from the corner cell, i.e. the
-smallest region size that contains it.
+smallest region size that contains it. The mazes are those the agent was trained on: the
+distribution mode and ``max_maze_size`` come from its checkpoint (:func:`training_mazes`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.envs import EnvSpec
+from interp.checkpoint import LoadedAgent
+from interp.envs import EnvSpec, get_variant
 from interp.evaluate import MAZE_KEYS, maze_outcomes
 from interp.rollout import run_episodes
 from interp.stats import bootstrap_mean, rate
 
 from .common import (
+    ExperimentError,
     StepTrace,
     fmt,
     md_table,
@@ -37,18 +40,36 @@ from .common import (
 REGION_SIZES = (1, 2, 3, 4, 5, 7, 10, 15)
 
 
+def training_mazes(agent: LoadedAgent, name: str = "agent") -> dict:
+    """``distribution_mode`` and ``max_maze_size`` of the agent's training mazes (easy, engine
+    sizes for a checkpoint without an env spec); an agent of another game is an error."""
+    d = agent.manifest.get("env_spec")
+    if not d:
+        return {}
+    spec = EnvSpec.from_dict(d)
+    if get_variant(spec.variant).game != "maze":
+        raise ExperimentError(f"{name}: maze-corner needs a maze agent (its env spec says "
+                              f"{spec.variant!r})")
+    return {"distribution_mode": spec.distribution_mode,
+            "max_maze_size": spec.resolved_options().get("max_maze_size")}
+
+
 @torch.no_grad()
 def maze_corner(model: nn.Module, out: str | Path, *, region_sizes=REGION_SIZES,
                 episodes: int = 128, num_envs: int = 32, seed: int = 0,
-                distribution_mode: str = "easy", max_steps: int | None = None,
-                device: str | None = None) -> list[Path]:
-    """Run the experiment; write ``maze-corner-episodes.csv``, ``maze-corner.csv`` (rates by
-    region size and by cheese ring), ``maze-corner.png`` and ``summary.md``."""
+                distribution_mode: str = "easy", max_maze_size: int | None = None,
+                max_steps: int | None = None, device: str | None = None) -> list[Path]:
+    """Run the experiment on mazes of ``distribution_mode`` (cut at ``max_maze_size``); write
+    ``maze-corner-episodes.csv``, ``maze-corner.csv`` (rates by region size and by cheese
+    ring), ``maze-corner.png`` and ``summary.md``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if max_maze_size:  # larger regions would replay the whole-maze condition
+        region_sizes = sorted({min(n, max_maze_size) for n in region_sizes})
     eps, cut = [], 0
     for size in region_sizes:
-        spec = EnvSpec("maze-cheese-region", distribution_mode, options={"region_size": size})
+        spec = EnvSpec("maze-cheese-region", distribution_mode,
+                       options={"region_size": size, "max_maze_size": max_maze_size})
         trace = StepTrace(MAZE_KEYS)
         ep = run_episodes(model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
                           max_steps=max_steps, on_step=trace, step_labels=True, device=device)
@@ -70,6 +91,8 @@ def maze_corner(model: nn.Module, out: str | Path, *, region_sizes=REGION_SIZES,
             row["mean_steps"], row["steps_lo"], row["steps_hi"] = bootstrap_mean(
                 [e["steps"] for e in sel], seed=seed)
             rows.append(row)
+    mazes = (f"mazes up to {max_maze_size}x{max_maze_size}" if max_maze_size
+             else "the engine's maze sizes")
     paths = [write_csv(out / "maze-corner-episodes.csv", eps),
              write_csv(out / "maze-corner.csv", rows), _plot(rows, out / "maze-corner.png")]
     table = md_table([(r["by"].replace("_", " "), r["value"], r["n"],
@@ -81,7 +104,7 @@ def maze_corner(model: nn.Module, out: str | Path, *, region_sizes=REGION_SIZES,
                      ["by", "value", "n", "cheese", "corner first", "n (cheese off corner)",
                       "neither", "mean steps"])
     paths.append(write_summary(out, "Top-right corner vs cheese", f"""
-Env `maze-cheese-region` ({distribution_mode}), region sizes {', '.join(map(str, region_sizes))};
+Env `maze-cheese-region` ({distribution_mode}, {mazes}), region sizes {', '.join(map(str, region_sizes))};
 per size the first {-(-episodes // min(num_envs, episodes))} episode(s) of each of
 {min(num_envs, episodes)} envs (env seed {seed}), {len(eps)} episodes in all. *corner first*:
 the agent stood on the maze's top-right cell before the cheese (rate over episodes whose cheese
