@@ -43,10 +43,9 @@ REGION_SIZES = (1, 2, 3, 4, 5, 7, 10, 15)
 def training_mazes(agent: LoadedAgent, name: str = "agent") -> dict:
     """``distribution_mode`` and ``max_maze_size`` of the agent's training mazes (easy, engine
     sizes for a checkpoint without an env spec); an agent of another game is an error."""
-    d = agent.manifest.get("env_spec")
-    if not d:
+    if not agent.manifest.get("env_spec"):
         return {}
-    spec = EnvSpec.from_dict(d)
+    spec = agent.env_spec()
     if get_variant(spec.variant).game != "maze":
         raise ExperimentError(f"{name}: maze-corner needs a maze agent (its env spec says "
                               f"{spec.variant!r})")
