@@ -37,15 +37,15 @@ def evaluate_policy(model: nn.Module, env_spec: str | EnvSpec, episodes: int = 2
                     num_envs: int = 64, amp: bool = False) -> dict:
     """Sample the policy for the first ``ceil(episodes / num_envs)`` episodes of each env.
 
-    ``amp``: bf16 autocast on CUDA. Returns ``n`` (>= episodes), ``mean_return``,
+    ``amp``: bf16 autocast (as the trainer uses it). Returns ``n`` (>= episodes), ``mean_return``,
     ``success_rate`` (the goal reached), ``mean_length`` and the per-episode lists ``returns``,
     ``lengths``, ``successes``.
     """
     device = torch.device(device or next(model.parameters()).device)
     policy = None
-    if amp and device.type == "cuda":
+    if amp:
         def policy(x, rows):
-            with torch.autocast("cuda", torch.bfloat16):
+            with torch.autocast(device.type, torch.bfloat16):
                 return model(x)
     ep = run_episodes(model, env_spec, episodes=episodes, num_envs=num_envs, seed=seed,
                       policy=policy, label_metrics=False, device=device, progress=None)

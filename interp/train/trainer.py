@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from interp.checkpoint import load_agent, save_agent
-from interp.device import resolve_device
+from interp.device import native_bf16, resolve_device
 from interp.evaluate import evaluate_policy
 from interp.models import ImpalaAgent, ModelConfig, preprocess
 from interp.plots import training_curve
@@ -64,7 +64,7 @@ class Trainer:
         torch.manual_seed(run.seed)
         self.model = ImpalaAgent(ModelConfig.from_dict(config.model)).to(
             device, memory_format=torch.channels_last)
-        self.amp = run.amp and device.type == "cuda"
+        self.amp = run.amp and native_bf16(device)
         self.trunk = (torch.compile(self.model.embedder) if run.compile and device.type == "cuda"
                       else self.model.embedder)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ppo.lr, eps=ppo.adam_eps)
