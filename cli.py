@@ -114,6 +114,8 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, min=0, help="Override run.seed."),
     device: Optional[str] = typer.Option(None, help="Override run.device: auto, cuda or cpu."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Discard a previous run in --out and start afresh."),
     max_minutes: Optional[float] = typer.Option(
         None, min=0, help="Stop (resumably) before a rollout that would end after M minutes."),
 ) -> None:
@@ -124,7 +126,7 @@ def train_cmd(
     try:
         cfg = load_config(resolve_config_path(config)).with_overrides(
             steps=steps, seed=seed, device=device)
-        summary = train(cfg, out, resume=resume, max_minutes=max_minutes)
+        summary = train(cfg, out, resume=resume, overwrite=overwrite, max_minutes=max_minutes)
     except InterpError as err:
         _fail(err)
     typer.echo(f"{summary['status']}: {summary['steps']:,} / {summary['total_steps']:,} steps "

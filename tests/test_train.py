@@ -275,6 +275,65 @@ def test_max_minutes_stops_resumably(tmp_path):
     assert s["status"] == "interrupted" and (tmp_path / "new/config.yaml").is_file()
 
 
+def test_resume_never_erases_a_folder_without_latest_pt(tmp_path, capsys):
+    cfg = load_config(_yaml(tmp_path, TINY))
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    (run / "latest.pt").unlink()  # as in a packaged agent folder: config and log, no latest.pt
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="holds config.yaml, run.json, progress.csv.* but no "
+                                          "latest.pt.*nothing was changed.*--overwrite"):
+        train(cfg, run, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    with pytest.raises(ConfigError, match="pass one of them"):
+        train(cfg, run, resume=True, overwrite=True, progress=False)
+    (run / "notes.txt").write_text("mine")
+    s = train(cfg, run, overwrite=True, stop_at=128, progress=False)
+    assert s["steps"] == 128 and [int(r["steps"]) for r in _rows(run)] == [128]
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are removed
+    assert "removed the previous run's" in capsys.readouterr().out
+
+
+def test_plan_says_when_one_rollout_exceeds_the_steps_and_skips_long_evals(tmp_path, capsys,
+                                                                          monkeypatch):
+    import interp.train.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "evaluate_policy", lambda *a, **k: pytest.fail("evaluated"))
+    d = load_config(_yaml(tmp_path, TINY)).to_dict()
+    d["run"].update(total_steps=50, eval_every=10_000, eval_variants=["maze"])
+    s = train(TrainConfig.from_dict(d), tmp_path / "run", progress=False)
+    out = capsys.readouterr().out
+    assert s["steps"] == 128
+    assert "one rollout is 128 steps, more than the 50 asked for" in out
+    assert "no evaluation: the run is shorter than run.eval_every (10,000 steps)" in out
+
+
+def test_ctrl_c_during_an_evaluation_skips_it_and_saves(tmp_path, monkeypatch):
+    import signal
+
+    import interp.train.trainer as trainer_mod
+
+    def interrupted_eval(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the handler raises inside the evaluation
+        pytest.fail("the evaluation went on after Ctrl-C")
+
+    monkeypatch.setattr(trainer_mod, "evaluate_policy", interrupted_eval)
+    d = load_config(_yaml(tmp_path, TINY)).to_dict()
+    d["run"].update(eval_every=256, eval_variants=["maze"])
+    s = train(TrainConfig.from_dict(d), tmp_path / "run", progress=False)
+    assert s["status"] == "interrupted" and s["stopped_by"] == "interrupt"
+    assert s["steps"] == 256
+    assert load_agent(tmp_path / "run/latest.pt").manifest["extra"]["trainer"]["steps"] == 256
+    row = _rows(tmp_path / "run")[-1]
+    assert row["steps"] == "256" and row["eval_maze_success"] == ""
+
+
+def test_log_progress_lines_with_eta(tmp_path, capsys):
+    train(load_config(_yaml(tmp_path, TINY)), tmp_path / "run", progress=True)
+    err = capsys.readouterr()
+    assert "train: 512 / 512 steps (100.0%)" in err.out and "ETA" in err.out
+
+
 def test_periodic_eval_columns(tmp_path, monkeypatch):
     import interp.train.trainer as trainer_mod
 

@@ -160,6 +160,11 @@ class TrainConfig:
                 d["run"][key] = value
         return TrainConfig.from_dict(d)
 
+    @property
+    def total_steps(self) -> int:
+        """``run.total_steps`` rounded up to whole rollouts: the steps a run actually trains."""
+        return -(-self.run.total_steps // self.ppo.batch_size) * self.ppo.batch_size
+
     def env_spec(self):
         """The training :class:`~interp.envs.EnvSpec` (raises EnvConfigError if unknown)."""
         from interp.envs import EnvSpec

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -90,7 +91,7 @@ class Trainer:
         self.ep_ret, self.ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
         self.finished: list[tuple[float, int]] = []  # episodes ended since the last log row
         self.steps = 0
-        self.total_steps = math.ceil(run.total_steps / ppo.batch_size) * ppo.batch_size
+        self.total_steps = config.total_steps
 
     # ---- rollout -----------------------------------------------------------------------
     def _forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,31 +267,60 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _prepare_run_dir(config: TrainConfig, out: Path, resume: bool) -> dict | None:
-    """Check the run dir; returns the saved run.json when resuming, else None."""
-    if not out.exists() or not any(out.iterdir()):
-        if resume:
-            print(f"{out}: no run to resume; starting a new one")
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(config, out / "config.yaml")
-        return None
-    if not resume:
-        raise ConfigError(f"run dir {out} is not empty; pass --resume to continue the run in "
-                          "it, or choose a new --out")
-    if not (out / "config.yaml").is_file():
-        raise ConfigError(f"cannot resume: {out} has no config.yaml (not a run dir?)")
-    differ = config.diff(load_config(out / "config.yaml"))
-    if differ:
-        lines = "; ".join(f"{k}: run has {b!r}, now {a!r}" for k, (a, b) in differ.items())
-        raise ConfigError(f"cannot resume {out} with a different config ({lines}). Resume with "
-                          f"the run's own config: {out / 'config.yaml'}")
-    dump_config(config, out / "config.yaml")  # runtime keys (device...) may have changed
-    return json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+RUN_FILES = ("config.yaml", "run.json", "progress.csv", "curve.png", "latest.pt", "checkpoints",
+             "tb")  # what a run writes; --overwrite removes exactly these
+
+
+def _prepare_run_dir(config: TrainConfig, out: Path, resume: bool,
+                     overwrite: bool = False) -> dict | None:
+    """Check the run dir before any work; returns the saved run.json when resuming, else None.
+
+    Nothing already in ``out`` is changed unless ``overwrite`` (which removes the run's own
+    files and starts afresh) or a resume that continues from ``latest.pt``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a directory")
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite discards it; "
+                          "pass one of them")
+    if overwrite:
+        found = [n for n in RUN_FILES if (out / n).exists()]
+        for name in found:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if found:
+            print(f"{out}: removed the previous run's {', '.join(found)} (--overwrite)")
+    elif out.is_dir() and any(out.iterdir()):
+        if not resume:
+            raise ConfigError(f"run dir {out} is not empty; pass --resume to continue the run in "
+                              "it, --overwrite to start afresh there, or choose a new --out")
+        if not (out / "latest.pt").is_file():
+            what = ", ".join(n for n in RUN_FILES if (out / n).exists()) or "other files"
+            raise ConfigError(f"cannot resume {out}: it holds {what} but no latest.pt (a packaged "
+                              "agent, or a run that never saved); nothing was changed. Pass "
+                              "--overwrite to start a new run there, or choose a new --out")
+        if not (out / "config.yaml").is_file():
+            raise ConfigError(f"cannot resume {out}: it has latest.pt but no config.yaml")
+        differ = config.diff(load_config(out / "config.yaml"))
+        if differ:
+            lines = "; ".join(f"{k}: run has {b!r}, now {a!r}" for k, (a, b) in differ.items())
+            raise ConfigError(f"cannot resume {out} with a different config ({lines}). Resume "
+                              f"with the run's own config: {out / 'config.yaml'}")
+        return json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+    elif resume:
+        print(f"{out}: no run to resume; starting a new one")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+    return None
+
+
+class _EvalInterrupted(Exception):
+    """Ctrl-C while a periodic evaluation runs: skip it, save, stop."""
 
 
 @contextlib.contextmanager
 def _stop_on_sigint(flag: dict):
-    """First Ctrl-C: stop at the next rollout boundary (with a checkpoint); second: abort."""
+    """First Ctrl-C: stop at the next rollout boundary, saving latest.pt first (an evaluation
+    in progress is abandoned); second: abort."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -299,6 +329,10 @@ def _stop_on_sigint(flag: dict):
         if flag["stop"]:
             raise KeyboardInterrupt
         flag["stop"] = "interrupt"
+        if flag.get("evaluating"):
+            print("\nevaluation abandoned; saving latest.pt and stopping (Ctrl-C again to "
+                  "abort)", flush=True)
+            raise _EvalInterrupted
         print("\nstopping after this rollout and saving latest.pt (Ctrl-C again to abort)",
               flush=True)
 
@@ -310,40 +344,44 @@ def _stop_on_sigint(flag: dict):
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
-          max_minutes: float | None = None, stop_at: int | None = None,
-          progress: bool = True) -> dict:
+          overwrite: bool = False, max_minutes: float | None = None,
+          stop_at: int | None = None, progress: bool = True) -> dict:
     """Train a PPO agent as ``config`` says, writing the run dir ``out_dir``.
 
-    ``resume`` continues the run in ``out_dir`` exactly (same RNG streams) from latest.pt.
-    ``max_minutes`` stops before a rollout that would not finish in time; ``stop_at`` stops
-    once that many env steps are done; either way (and on Ctrl-C) latest.pt is written and
-    the run can be resumed. Returns a summary dict (status, steps, timings, last metrics).
+    ``resume`` continues the run in ``out_dir`` exactly (same RNG streams) from latest.pt;
+    ``overwrite`` discards a previous run there. ``max_minutes`` stops before a rollout that
+    would not finish in time; ``stop_at`` stops once that many env steps are done; either way
+    (and on Ctrl-C) latest.pt is written and the run can be resumed. Prints the plan (rollouts,
+    evaluations) first. Returns a summary dict (status, steps, timings, last metrics).
     """
     out = Path(out_dir)
     device = resolve_device(config.run.device)
     config.env_spec()
     eval_specs = config.eval_specs()  # unknown variant names fail here, before any work
-    run_info = _prepare_run_dir(config, out, resume)
+    run_info = _prepare_run_dir(config, out, resume, overwrite)
     resuming = run_info is not None
     if run_info and run_info.get("status") == "complete":
         print(f"{out}: run already complete ({run_info['steps']} steps)")
         return {**run_info, "out_dir": str(out)}
+    run = config.run
+    plan, evaluate = _plan(config, eval_specs)
+    print(plan, flush=True)
 
     trainer = Trainer(config, device)
     prev_wall = 0.0
     latest = out / "latest.pt"
-    if resuming and latest.is_file():
+    if resuming:
         loaded = load_agent(latest, device)
         trainer.model.load_state_dict(loaded.model.state_dict())
         trainer.optimizer.load_state_dict(loaded.optimizer_state)
         state = loaded.manifest["extra"]["trainer"]
         trainer.load_state_dict(state)
         prev_wall = state["wall_time"]
+        print(f"resuming {out} at step {trainer.steps:,}", flush=True)
     columns = list(BASE_COLUMNS) + [f"eval_{label}_{f}" for label in eval_specs
                                     for f in EVAL_FIELDS]
     log = _Log(out, columns, trainer.steps if resuming else None)
 
-    run, B = config.run, config.ppo.batch_size
     start, steps0 = time.perf_counter(), trainer.steps
     info = {"status": "running", "steps": trainer.steps, "total_steps": trainer.total_steps,
             "device": str(device),
@@ -362,10 +400,10 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
     def crossed(every: int, before: int) -> bool:
         return every > 0 and trainer.steps // every > before // every
 
-    flag = {"stop": None}
+    flag = {"stop": None, "evaluating": False}
     row: dict = {}
     last_iter, row_steps, row_time = 0.0, trainer.steps, 0.0
-    bar = _progress_bar(trainer, progress)
+    bar = _Progress(trainer, progress)
     try:
         with _stop_on_sigint(flag):
             while trainer.steps < trainer.total_steps:
@@ -380,9 +418,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
                 trainer.collect()
                 stats = trainer.update()
                 row_time += time.perf_counter() - t0
-                bar.update(B)
                 final = trainer.steps >= trainer.total_steps
-                do_eval = eval_specs and (crossed(run.eval_every, before) or final)
+                do_eval = evaluate and (crossed(run.eval_every, before) or final)
                 if do_eval or final or run.log_every == 0 or crossed(run.log_every, before):
                     eps = trainer.finished
                     row = {"steps": trainer.steps, "time": round(wall(), 2),
@@ -391,12 +428,17 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
                            "ep_return": float(np.mean([e[0] for e in eps])) if eps else None,
                            "ep_length": float(np.mean([e[1] for e in eps])) if eps else None,
                            **stats}
-                    if do_eval:
-                        row.update(_evaluate(trainer, eval_specs))
+                    if do_eval and not flag["stop"]:  # a stop asked for: save, do not evaluate
+                        flag["evaluating"] = True
+                        try:
+                            row.update(_evaluate(trainer, eval_specs))
+                        except _EvalInterrupted:
+                            pass
+                        finally:
+                            flag["evaluating"] = False
                     log.write(row)
-                    bar.set_postfix(ret=_fmt(row["ep_return"]), fps=f"{row['fps']:.0f}",
-                                    refresh=False)
                     trainer.finished, row_steps, row_time = [], trainer.steps, 0.0
+                bar.update(trainer.steps, row.get("ep_return"))
                 if final or crossed(run.checkpoint_every, before):
                     save(out / "checkpoints" / f"agent_{trainer.steps}.pt", row or None, False)
                     save(latest, row or None, True)
@@ -426,6 +468,30 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
             "last_metrics": row}
 
 
+def _plan(config: TrainConfig, eval_specs: dict) -> tuple[str, bool]:
+    """What the run will do, in words, and whether it evaluates at all. A run shorter than one
+    evaluation interval skips evaluation (it would dwarf the training)."""
+    ppo, run = config.ppo, config.run
+    B, total = ppo.batch_size, config.total_steps
+    lines = [f"plan: {total:,} env steps = {total // B:,} rollout(s) of {B:,} "
+             f"({ppo.num_envs} envs x {ppo.num_steps} steps)"]
+    if run.total_steps < B:
+        lines.append(f"  one rollout is {B:,} steps, more than the {run.total_steps:,} asked "
+                     "for: the run stops after it")
+    elif total != run.total_steps:
+        lines.append(f"  {run.total_steps:,} rounded up to whole rollouts")
+    evaluate = bool(eval_specs) and run.eval_every <= total
+    if eval_specs and not evaluate:
+        lines.append(f"  no evaluation: the run is shorter than run.eval_every "
+                     f"({run.eval_every:,} steps); use `interp eval` on latest.pt afterwards")
+    elif evaluate:
+        when = (f"every {run.eval_every:,} steps and at the end" if run.eval_every
+                else "at the end")
+        lines.append(f"  evaluation {when}: {', '.join(eval_specs)} "
+                     f"({run.eval_episodes} episodes each)")
+    return "\n".join(lines), evaluate
+
+
 def _evaluate(trainer: Trainer, specs: dict) -> dict:
     out = {}
     run = trainer.config.run
@@ -442,9 +508,38 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def _progress_bar(trainer: Trainer, enabled: bool):
-    from tqdm.auto import tqdm
+class _Progress:
+    """Training progress with an ETA: a bar on a terminal, a plain line every 30 s in a log."""
 
-    return tqdm(total=trainer.total_steps, initial=trainer.steps, unit="step", unit_scale=True,
-                dynamic_ncols=True, disable=not enabled, smoothing=0.1,
-                mininterval=0.5 if sys.stderr.isatty() else 30)  # logs: a line per 30 s
+    def __init__(self, trainer: Trainer, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.total, self.enabled = trainer.total_steps, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.steps0, self.t0, self.last_line = trainer.steps, time.perf_counter(), 0.0
+        self.bar = tqdm(total=self.total, initial=trainer.steps, unit="step", unit_scale=True,
+                        dynamic_ncols=True, smoothing=0.1) if self.tty else None
+
+    def update(self, steps: int, ep_return: float | None) -> None:
+        elapsed = time.perf_counter() - self.t0
+        rate = (steps - self.steps0) / max(elapsed, 1e-9)
+        if self.bar is not None:
+            self.bar.update(steps - self.bar.n)
+            self.bar.set_postfix(ret=_fmt(ep_return), refresh=False)
+        elif self.enabled and (elapsed - self.last_line >= 30 or steps >= self.total):
+            self.last_line = elapsed
+            eta = (self.total - steps) / rate if rate > 0 else float("nan")
+            print(f"train: {steps:,} / {self.total:,} steps ({100 * steps / self.total:.1f}%), "
+                  f"{rate:.0f} steps/s, return {_fmt(ep_return)}, ETA {_duration(eta)}",
+                  flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "-"
+    m, sec = divmod(int(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{sec:02d}s"
