@@ -443,5 +443,26 @@ def experiment_cmd(
         typer.echo(str(path))
 
 
+# ---- summary -----------------------------------------------------------------------------
+@app.command("summary")
+def summary_cmd(
+    agent: str = typer.Argument(..., help="The agent the inputs were made with (named on the page)."),
+    eval_: Optional[List[Path]] = typer.Option(None, "--eval", help="`interp eval --json` file "
+                                                                    "(repeatable)."),
+    probe: Optional[List[Path]] = typer.Option(None, "--probe", help="`interp probe --out` "
+                                                                     "folder (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Folder for summary.md and summary.png."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing summary."),
+) -> None:
+    """One page: what the agent pursues (rates with 95% CIs) and the layers where a goal
+    feature is readable beyond the random-init and pixel controls."""
+    from interp.summary import summarize
+
+    try:
+        typer.echo(str(summarize(agent, eval_ or [], probe or [], out, overwrite)))
+    except InterpError as err:
+        _fail(err)
+
+
 if __name__ == "__main__":
     app()

@@ -1,29 +1,52 @@
-"""PPO training throughput in env steps/s against the env-stepping ceiling, in one run.
+"""PPO training throughput in env steps/s: settings side by side in one run, with ratios.
 
     python benchmarks/train_throughput.py --device cuda                     # paper easy preset
     python benchmarks/train_throughput.py --device cuda --preset hard-500   # 256 envs
-    python benchmarks/train_throughput.py --device cpu --num-envs 16 --num-steps 32
+    python benchmarks/train_throughput.py --device cpu --preset coinrun-cpu \\
+        --settings amp=0 amp=1 amp=1,threads=1 amp=1,compile=1 amp=1,groups=2
 
-For each --env-groups value it measures (a) env stepping alone (random actions, same envs,
-groups and threads), (b) rollouts only (policy inference + env) and (c) full PPO
-(rollout + update with the preset's epochs/minibatches), and prints (b)/(a) and (c)/(a).
-Needs only the repo and the procgen wheel.
+Each ``--settings`` entry is a comma-separated list of overrides of the preset: ``amp`` (bf16
+autocast of the conv trunk), ``compile`` (torch.compile of the trunk), ``threads`` (torch
+threads), ``groups`` (run.env_groups), ``env_threads``, ``envs`` / ``steps`` (rollout size),
+``minibatches``, ``epochs``. The first entry is the baseline. For every setting it measures
+(a) env stepping alone (random actions, same envs, groups and threads), (b) rollouts only
+(policy inference + env) and (c) full PPO (rollout + update); the settings are measured in
+interleaved rounds (``--rounds``) and each figure is the median over rounds, so a slow spell
+of a shared machine hits every setting alike. Prints (c)/(a) and (c) against the baseline's (c).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import numpy as np
 import torch
 
-from interp.device import resolve_device
+from interp.device import native_bf16, resolve_device
 from interp.envs import make_env
 from interp.train import TrainConfig, Trainer, load_config
 from interp.train.config import resolve_config_path
 from interp.train.trainer import _group_seed
+
+KEYS = {"amp": ("run", "amp", bool), "compile": ("run", "compile", bool),
+        "groups": ("run", "env_groups", int), "env_threads": ("run", "env_threads", int),
+        "envs": ("ppo", "num_envs", int), "steps": ("ppo", "num_steps", int),
+        "minibatches": ("ppo", "num_minibatches", int), "epochs": ("ppo", "epochs", int),
+        "threads": (None, "threads", int)}
+
+
+def parse_setting(text: str) -> dict:
+    """``"amp=1,threads=2"`` -> ``{"amp": True, "threads": 2}`` (an empty string: the preset)."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in KEYS or not value:
+            raise SystemExit(f"bad setting {item!r}: use KEY=VALUE with KEY in {sorted(KEYS)}")
+        out[key] = KEYS[key][2](int(value))
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -56,7 +79,6 @@ def env_ceiling(trainer: Trainer, steps: int) -> float:
 
 
 def timed(fn, trainer: Trainer, rollouts: int) -> float:
-    fn()  # warm-up (torch.compile, cuDNN autotuning, allocator)
     _sync(trainer.device)
     t = time.perf_counter()
     for _ in range(rollouts):
@@ -65,51 +87,73 @@ def timed(fn, trainer: Trainer, rollouts: int) -> float:
     return rollouts * trainer.config.ppo.batch_size / (time.perf_counter() - t)
 
 
+class Bench:
+    """One setting: its trainer is built once (warm-up included) and measured every round."""
+
+    def __init__(self, base: dict, setting: dict, device: torch.device):
+        cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+        for key, value in setting.items():
+            section, name, _ = KEYS[key]
+            if section:
+                cfg[section][name] = value
+        self.threads = setting.get("threads", torch.get_num_threads())
+        torch.set_num_threads(self.threads)
+        self.trainer = Trainer(TrainConfig.from_dict(cfg), device)
+        self.trainer.collect()  # warm-up: torch.compile, cuDNN autotuning, allocator
+        self.trainer.update()
+        self.a, self.b, self.c = [], [], []
+
+    def measure(self, rollouts: int) -> None:
+        torch.set_num_threads(self.threads)
+        t = self.trainer
+        self.a.append(env_ceiling(t, max(50, t.config.ppo.num_steps)))
+        self.b.append(timed(t.collect, t, rollouts))
+        self.c.append(timed(lambda: (t.collect(), t.update()), t, rollouts))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="easy", help="config name or path (default: easy)")
     ap.add_argument("--variant", default="coinrun")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--num-envs", type=int, help="override ppo.num_envs")
-    ap.add_argument("--num-steps", type=int, help="override ppo.num_steps")
     ap.add_argument("--width", type=int, default=1)
-    ap.add_argument("--env-groups", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--env-threads", type=int, default=0, help="per group; 0 = cores/groups")
-    ap.add_argument("--rollouts", type=int, default=3, help="timed rollouts per measurement")
-    ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (CPU runs)")
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--no-amp", action="store_true")
+    ap.add_argument("--settings", nargs="+", default=["amp=1", "amp=1,groups=2"],
+                    help="override lists, the first is the baseline (default: amp=1 "
+                         "amp=1,groups=2)")
+    ap.add_argument("--rollouts", type=int, default=2, help="timed rollouts per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     args = ap.parse_args()
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    settings = [parse_setting(s) for s in args.settings]
     base = load_config(resolve_config_path(args.preset)).to_dict()
     base["env"].update(variant=args.variant)
     base["model"].update(width=args.width)
-    base["ppo"].update({k: v for k, v in (("num_envs", args.num_envs),
-                                          ("num_steps", args.num_steps)) if v})
-    base["run"].update(device=args.device, compile=args.compile, amp=not args.no_amp,
-                       env_threads=args.env_threads, total_steps=10**9)
+    base["run"].update(device=args.device, total_steps=10**9, eval_variants=[])
     device = resolve_device(args.device)
     ppo = base["ppo"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads); {args.variant} "
-          f"{base['env'].get('distribution_mode', 'easy')}, width {args.width}, "
-          f"{ppo['num_envs']} envs x {ppo['num_steps']} steps, {ppo['epochs']} epochs x "
-          f"{ppo['num_minibatches']} minibatches, amp={not args.no_amp} compile={args.compile}")
-    print(f"{'groups':>6s} {'(a) env only':>14s} {'(b) rollout':>18s} {'(c) PPO':>18s}")
-    for groups in args.env_groups:
-        base["run"]["env_groups"] = groups
-        trainer = Trainer(TrainConfig.from_dict(base), device)
-        try:
-            a = env_ceiling(trainer, max(50, ppo["num_steps"]))
-            b = timed(trainer.collect, trainer, args.rollouts)
-            c = timed(lambda: (trainer.collect(), trainer.update()), trainer, args.rollouts)
-        finally:
-            trainer.close()
-        print(f"{groups:6d} {a:14.0f} {b:11.0f} ({b / a:.2f}) {c:11.0f} ({c / a:.2f})",
-              flush=True)
+    print(f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, native bf16: "
+          f"{native_bf16(device)}; {args.variant} {base['env'].get('distribution_mode', 'easy')}"
+          f", width {args.width}; preset {args.preset}: {ppo['num_envs']} envs x "
+          f"{ppo['num_steps']} steps, {ppo['epochs']} epochs x {ppo['num_minibatches']} "
+          f"minibatches; {args.rounds} rounds x {args.rollouts} rollouts per setting")
+    benches = [Bench(base, s, device) for s in settings]
+    try:
+        for r in range(args.rounds):
+            for bench in benches:
+                bench.measure(args.rollouts)
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+    finally:
+        for bench in benches:
+            bench.trainer.close()
+    med = statistics.median
+    c0 = med(benches[0].c)
+    print(f"\n{'setting':<32s} {'(a) env only':>12s} {'(b) rollout':>12s} {'(c) PPO':>9s} "
+          f"{'(c)/(a)':>8s} {'vs first':>9s} {'(c) range':>13s}")
+    for text, bench in zip(args.settings, benches):
+        a, b, c = med(bench.a), med(bench.b), med(bench.c)
+        print(f"{text or '(preset)':<32s} {a:12.0f} {b:12.0f} {c:9.0f} {c / a:8.3f} "
+              f"{c / c0:8.2f}x {min(bench.c):6.0f}-{max(bench.c):<6.0f}")
 
 
 if __name__ == "__main__":

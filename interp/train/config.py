@@ -89,7 +89,7 @@ class RunConfig:
     total_steps: int = 25_000_000
     seed: int = 0
     device: str = "auto"  # auto | cuda | cpu | cuda:N
-    compile: bool = False  # torch.compile the conv trunk (CUDA only)
+    compile: bool = False  # torch.compile the conv trunk
     amp: bool = True  # bf16 autocast for the conv trunk where native (CUDA; AVX512-BF16/AMX CPUs)
     env_groups: int = 1  # >1: step one group of envs while the policy runs on the next
     env_threads: int = 0  # Procgen worker threads per group; 0 = cores / env_groups

@@ -66,7 +66,7 @@ class Trainer:
         self.model = ImpalaAgent(ModelConfig.from_dict(config.model)).to(
             device, memory_format=torch.channels_last)
         self.amp = run.amp and native_bf16(device)
-        self.trunk = (torch.compile(self.model.embedder) if run.compile and device.type == "cuda"
+        self.trunk = (torch.compile(self.model.embedder) if run.compile
                       else self.model.embedder)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=ppo.lr, eps=ppo.adam_eps)
         self.generator = torch.Generator(device).manual_seed(run.seed)
