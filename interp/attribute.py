@@ -25,6 +25,8 @@ from torch import nn
 
 from interp import hooks
 from interp.envs import EnvSpec, get_variant
+from interp.envs.keys_chests import GAME as KEYS_CHESTS
+from interp.envs.keys_chests import ICON_H, ICON_W
 from interp.envs.labels import to_pixels
 from interp.errors import InterpError
 from interp.models import preprocess
@@ -206,18 +208,19 @@ def object_masks(labels: dict[str, np.ndarray], game: str) -> dict[str, np.ndarr
     """A partition of every frame into object regions (N, 64, 64) bool, from the labels and the
     view geometry (``view_dim``, ``center_x``, ``center_y``; one tile = 64 / view_dim px).
 
-    Regions, each one tile square unless said: ``goal`` (coin / cheese cell, drawn or not),
-    ``distractor`` (its cell, maze variants with one), ``agent`` (centred on the agent),
-    ``end_wall`` (coinrun: the end wall's first column, full height), ``corner`` (maze: the
-    top-right maze cell), ``other`` (the rest). Where regions overlap, the earlier one in this
-    order keeps the pixel, so the regions partition the frame.
+    Regions, each one tile square unless said: ``goal`` (coin / cheese cell, drawn or not;
+    keys-chests: the nearest chest), ``distractor`` (its cell, maze variants with one;
+    keys-chests: the nearest key), ``agent`` (centred on the agent), ``end_wall`` (coinrun: the
+    end wall's first column, full height), ``inventory`` (keys-chests: the key icons of the
+    keys held), ``corner`` (maze: the top-right maze cell), ``other`` (the rest). Where regions
+    overlap, the earlier one in this order keeps the pixel, so the regions partition the frame.
     """
     cell = FRAME / labels["view_dim"]
     px = lambda x, y: to_pixels(labels, np.asarray(x, float), np.asarray(y, float))  # noqa: E731
     absent = lambda flag, v: np.where(np.asarray(flag) > 0, v, np.nan)  # noqa: E731
     regions = {"goal": _box(absent(labels["goal_present"], labels["goal_px"]),
                             labels["goal_py"], cell, cell)}
-    if game == "maze" and (labels["distractor_present"] > 0).any():
+    if game in ("maze", KEYS_CHESTS) and (labels["distractor_present"] > 0).any():
         dx, dy = px(labels["distractor_x"] + 0.5, labels["distractor_y"] + 0.5)
         regions["distractor"] = _box(absent(labels["distractor_present"], dx), dy, cell, cell)
     regions["agent"] = _box(labels["agent_px"], labels["agent_py"], cell, cell)
@@ -225,6 +228,10 @@ def object_masks(labels: dict[str, np.ndarray], game: str) -> dict[str, np.ndarr
         left, _ = px(labels["end_wall_x"], 0)
         regions["end_wall"] = _box(left + cell / 2, np.full_like(cell, FRAME / 2), cell,
                                    np.full_like(cell, 2 * FRAME))
+    if game == KEYS_CHESTS:  # the key icons of the inventory, top right
+        width = ICON_W * np.asarray(labels["keys_held"], float)
+        regions["inventory"] = _box(FRAME - width / 2, np.full_like(width, ICON_H / 2), width,
+                                    np.full_like(width, ICON_H))
     if game == "maze":
         regions["corner"] = _box(*px(labels["corner_x"] + 0.5, labels["corner_y"] + 0.5),
                                  cell, cell)

@@ -137,7 +137,8 @@ class Step:
 class Episodes:
     """Per-episode results of :func:`run_episodes`, arrays shaped (groups, envs, episodes).
 
-    ``metrics``: ``return``, ``success`` (a reward >= 10: the goal), ``length``,
+    ``metrics``: ``return``, ``success`` (a reward >= 10: the goal; or the level completed:
+    keys-chests, whose chests pay 1, completes when no more chests can be opened), ``length``,
     ``steps_to_goal`` (length of successful episodes, NaN otherwise) and, where they exist,
     ``reached_end`` (coinrun: agent centre in the last column before the end wall) and
     ``distractor`` (the agent entered the distractor's cell). ``valid`` is False for episodes
@@ -245,9 +246,12 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             ret += rew
             step += 1
             success |= rew >= GOAL_REWARD
+            if first.any():
+                infos = [i for e in envs for i in e.get_info()]
+                success |= first & np.array([bool(i.get("prev_level_complete")) for i in infos])
             record(active[first[active]], cut=False)
             if first.any():
-                seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
+                seeds = np.array([i["level_seed"] for i in infos])
             for a in (ret, step, success, end, dis):
                 a[first] = 0
             t += 1

@@ -59,6 +59,9 @@ class Variant:
     check_options: Callable[[dict, str], None] | None = None
     # Builds the env in a worker process (variants with their own asset set); see remote.py.
     factory: Callable[..., "VecEnv"] | None = None
+    # A game of our own instead of the stock engine: a class with VecEnv's interface and
+    # constructor (e.g. interp.envs.keys_chests.KeysChestsEnv); make_env and workers build it.
+    engine: type | None = None
 
 
 _REGISTRY: dict[str, Variant] = {}
@@ -264,9 +267,7 @@ class VecEnv:
         labs = [state_labels(self.get_state(i), self.variant, self.options) for i in rows]
         out = {k: np.asarray([r[k] for r in labs]) for k in labs[0]}
         _, _, first = self._env.observe()
-        touched = (self._goal_touched[rows] & ~first[rows]) | (out["agent_on_goal"] > 0)
-        self._goal_touched[rows] = touched
-        out["goal_touched"] = touched.astype(out["agent_on_goal"].dtype)
+        track_goal_touched(self._goal_touched, first, rows, out)
         return out
 
     def request_labels(self, rows: np.ndarray | None = None) -> "Ready":
@@ -286,6 +287,20 @@ class VecEnv:
                 self._write_state(i, edited)
 
 
+def track_goal_touched(touched: np.ndarray, first: np.ndarray, rows: np.ndarray,
+                       labels: dict) -> None:
+    """Update an env's per-env ``touched`` flags from ``labels`` of ``rows`` (a new episode,
+    ``first``, clears them) and set ``labels["goal_touched"]``."""
+    now = (touched[rows] & ~first[rows]) | (labels["agent_on_goal"] > 0)
+    touched[rows] = now
+    labels["goal_touched"] = now.astype(labels["agent_on_goal"].dtype)
+
+
+def env_class(variant: Variant) -> type:
+    """The class that runs ``variant`` in a process: its own engine, or the stock VecEnv."""
+    return variant.engine or VecEnv
+
+
 def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,
              distribution_mode: str = "easy", num_levels: int = 0, start_level: int = 0,
              options: dict | None = None, num_threads: int = 2, remote: bool = False) -> VecEnv:
@@ -300,7 +315,7 @@ def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,
     if remote:
         from interp.envs.remote import RemoteVecEnv
         return RemoteVecEnv(spec, num=num, seed=seed, num_threads=num_threads)
-    return VecEnv(spec, num=num, seed=seed, num_threads=num_threads)
+    return env_class(v)(spec, num=num, seed=seed, num_threads=num_threads)
 
 
 class Ready:

@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from interp.envs.coinrun import COIN, WALL_MID, WALL_TOP
+from interp.envs.keys_chests import GAME, MAX_OBJECTS
 from interp.envs.maze import CHEESE
 from interp.envs.state import GameState
 
@@ -31,7 +32,8 @@ LABEL_DOCS: dict[str, str] = {
     "agent_vy": "agent y velocity, world units per step",
     "agent_px": "agent centre x in the 64x64 frame, pixels from the left",
     "agent_py": "agent centre y in the 64x64 frame, pixels from the top",
-    "goal_x": "goal cell x (coin / cheese tile, heist gem); -1 if absent",
+    "goal_x": "goal cell x (coin / cheese tile, heist gem, keys-chests: the nearest chest); "
+              "-1 if absent",
     "goal_y": "goal cell y; -1 if absent",
     "goal_present": "1 if the level has a goal (for coinrun-invisible-coin: the invisible coin)",
     "goal_visible": "1 if the goal is drawn and its centre is inside the 64x64 frame",
@@ -42,7 +44,8 @@ LABEL_DOCS: dict[str, str] = {
     "agent_on_goal": "1 if the agent's box overlaps the goal cell in this state",
     "goal_touched": "1 if agent_on_goal held in any labelled state of this episode so far "
                     "(exact when labels are taken every step, as the recorder does)",
-    "distractor_x": "distractor object cell x (variants with one); -1 if none",
+    "distractor_x": "distractor object cell x (variants with one; keys-chests: the nearest "
+                    "key); -1 if none",
     "distractor_y": "distractor object cell y; -1 if none",
     "distractor_present": "1 if the level has a distractor object",
     # coinrun
@@ -50,8 +53,8 @@ LABEL_DOCS: dict[str, str] = {
     "end_wall_visible": "coinrun: 1 if the end wall's left edge is inside the 64x64 frame",
     "progress": "coinrun: agent_x / end_wall_x (0 at the start, ~1 at the end wall)",
     # maze
-    "agent_cell_x": "maze: agent cell x",
-    "agent_cell_y": "maze: agent cell y",
+    "agent_cell_x": "maze, keys-chests: agent cell x",
+    "agent_cell_y": "maze, keys-chests: agent cell y",
     "corner_x": "maze: top-right cell x of the maze",
     "corner_y": "maze: top-right cell y of the maze",
     "cheese_in_top_right": "maze: 1 if the cheese is in the top-right region_size square "
@@ -63,9 +66,24 @@ LABEL_DOCS: dict[str, str] = {
     "distractor_colour": "maze: distractor colour code; -1 if the variant has none",
     "distractor_shape": "maze: distractor shape code; -1 if the variant has none",
     # heist
-    "keys_held": "heist: number of keys the agent holds",
-    "keys_left": "heist: keys still lying in the level",
+    "keys_held": "heist, keys-chests: number of keys the agent holds (its inventory)",
+    "keys_left": "heist, keys-chests: keys still lying in the level",
     "doors_left": "heist: locked doors still in the level",
+    # keys-chests (nearest: by maze path length, 4-connected; ties go to the key, then to the
+    # object placed first)
+    "chests_left": "keys-chests: chests not yet opened",
+    "keys_collected": "keys-chests: keys picked up this episode",
+    "chests_opened": "keys-chests: chests opened this episode (= reward so far)",
+    "num_keys": "keys-chests: keys the level started with",
+    "num_chests": "keys-chests: chests the level started with",
+    "nearest_object": "keys-chests: type of the nearest object by path length: 0 none, 1 key, "
+                      "2 chest (a tie goes to the key)",
+    "dist_to_nearest_key": "keys-chests: path length to the nearest key, cells; -1 if none",
+    "dist_to_nearest_chest": "keys-chests: path length to the nearest chest, cells; -1 if none",
+    **{f"{kind}{i}_{axis}": f"keys-chests: cell {axis} of {kind} {i} (the level's {kind}s in the "
+       f"order placed, from 0); -1 once {'collected' if kind == 'key' else 'opened'} or if "
+       "the level has fewer"
+       for kind in ("key", "chest") for i in range(MAX_OBJECTS) for axis in "xy"},
 }
 
 GAME_KEYS: dict[str, tuple[str, ...]] = {
@@ -74,6 +92,11 @@ GAME_KEYS: dict[str, tuple[str, ...]] = {
              "dist_to_cheese", "dist_to_corner", "goal_colour", "goal_shape", "distractor_colour",
              "distractor_shape"),
     "heist": ("keys_held", "keys_left", "doors_left"),
+    GAME: ("agent_cell_x", "agent_cell_y", "keys_held", "keys_left", "chests_left",
+           "keys_collected", "chests_opened", "num_keys", "num_chests", "nearest_object",
+           "dist_to_nearest_key", "dist_to_nearest_chest",
+           *(f"{kind}{i}_{axis}" for kind in ("key", "chest") for i in range(MAX_OBJECTS)
+             for axis in "xy")),
 }
 COMMON_KEYS = tuple(k for k in LABEL_DOCS if not any(k in v for v in GAME_KEYS.values()))
 

@@ -20,7 +20,7 @@ from multiprocessing import shared_memory
 import numpy as np
 
 from interp.envs.core import EnvConfigError, EnvSpec
-from interp.envs.state import GameState, parse_state
+from interp.envs.state import GameState
 from interp.errors import InterpError
 
 STOCK = "stock procgen assets"
@@ -51,7 +51,7 @@ OBS_SHAPE = (64, 64, 3)
 def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads: int,
             resource_root: str | None, engine_options: dict | None) -> None:
     """Serve one VecEnv: each request (method, args) gets one reply ("ok" | "error", value)."""
-    from interp.envs.core import VecEnv
+    from interp.envs.core import env_class, get_variant
 
     shm = shared_memory.SharedMemory(name=shm_name)
     frames = np.ndarray((num, *OBS_SHAPE), dtype=np.uint8, buffer=shm.buf)
@@ -75,8 +75,9 @@ def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads
 
     def make():
         nonlocal env
-        env = VecEnv(spec, num=num, seed=seed, num_threads=num_threads,
-                     resource_root=resource_root, engine_options=engine_options)
+        env = env_class(get_variant(spec.variant))(
+            spec, num=num, seed=seed, num_threads=num_threads, resource_root=resource_root,
+            engine_options=engine_options)
         return env.num_actions
 
     def step(actions):
@@ -239,10 +240,11 @@ class RemoteVecEnv:
         return self._call("get_state_bytes", i)
 
     def get_state(self, i: int) -> GameState:
-        return parse_state(self.get_state_bytes(i))
+        """The worker's parsed state (a keys-chests state for that game)."""
+        return self._call("get_state", i)
 
     def set_state(self, i: int, state: GameState | bytes) -> None:
-        raw = state.to_bytes() if isinstance(state, GameState) else bytes(state)
+        raw = bytes(state) if isinstance(state, (bytes, bytearray)) else state.to_bytes()
         self._call("set_state", i, raw)
         self._obs = None  # set_state re-renders
 

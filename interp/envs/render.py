@@ -31,7 +31,7 @@ def render_variant(variant: str, out: str | Path, *, seed: int = 0, levels: int 
     _, obs, _ = env.observe()
     lab = env.labels()
     overview = None
-    if v.factory is None:  # same seed -> same levels and edits; only the camera differs
+    if v.factory is None and v.engine is None:  # same levels and edits, another camera
         overview = VecEnv(spec, num=levels, seed=seed,
                           engine_options={"center_agent": False, "render_mode": "rgb_array"})
         frames = [info["rgb"] for info in overview.get_info()]
@@ -48,7 +48,7 @@ def render_variant(variant: str, out: str | Path, *, seed: int = 0, levels: int 
                 _, y0 = to_pixels(state, 0, _level_top(state) + 3, HIRES)
                 ax_o.set_xlim(0, min(x1, HIRES))
                 ax_o.set_ylim(HIRES, max(y0, 0))
-        else:  # worker-process variants: their maze view already shows the whole level
+        else:  # own sprites or own engine: the agent's view already shows the whole level
             ax_o.imshow(obs[i])
             _mark(ax_o, env.get_state(i), {k: lab[k][i] for k in lab}, FRAME, Rectangle)
         ax_o.set_title(f"level {int(lab['level_seed'][i])}: overview", fontsize=9)

@@ -1,6 +1,6 @@
 """The built-in variants. Importing this module registers them."""
 
-from interp.envs import coinrun, colour_shape, maze
+from interp.envs import coinrun, colour_shape, keys_chests, maze
 from interp.envs.core import Variant, register
 
 register(Variant("coinrun", "coinrun",
@@ -50,3 +50,12 @@ register(Variant("colour-shape", "maze",
                  "distractor '<colour>-<shape>' in a small maze without dead ends.",
                  defaults={**colour_shape.DEFAULTS, "maze_size": 5, "dead_ends": False},
                  **_COLOUR_SHAPE))
+
+_KEYS_CHESTS = dict(check_options=keys_chests.check_options, engine=keys_chests.KeysChestsEnv)
+register(Variant("keys-chests", keys_chests.GAME,
+                 "Keys and Chests training preset (Langosco et al. Sec. 3.3): keys are used up, "
+                 "any key opens any chest, reward per chest; twice as many chests as keys.",
+                 defaults=keys_chests.DEFAULTS, **_KEYS_CHESTS))
+register(Variant("keys-chests-test", keys_chests.GAME,
+                 "Keys and Chests test preset: twice as many keys as chests.",
+                 defaults=keys_chests.TEST_DEFAULTS, **_KEYS_CHESTS))
