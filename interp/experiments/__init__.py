@@ -56,6 +56,13 @@ def _maze_corner(agents, out, kw):
     return maze_corner(agent.model, out, **training_mazes(agent, name), **kw)
 
 
+def _keys_chests(agents, out, kw):
+    from .keys_chests import keys_chests, training_env
+
+    (name, agent), = agents
+    return keys_chests(agent.model, training_env(agent, name), out, **kw)
+
+
 def _registry() -> dict[str, Experiment]:
     from .agency import agency
     from .colour_shape import colour_shape
@@ -82,6 +89,9 @@ def _registry() -> dict[str, Experiment]:
                    "region, on the agent's training mazes", 1, 1, _maze_corner),
         Experiment("colour-shape", "Maze II / Ramanauskas & Simsek: colour vs shape preference, "
                    "capability, input-colour ablations", 1, 1, _single(colour_shape, True)),
+        Experiment("keys-chests", "Sec. 3.3 / Fig. 5: keys collected before the last chest, "
+                   "extra keys and steps wasted on the test preset (twice as many keys as "
+                   "chests) beside the training preset", 1, 1, _keys_chests),
         Experiment("agency", "Sec. 3.5 / Table 1: agents vs devices on gridworld trajectories "
                    "(no agent needed)", 0, 0, agency_run),
     )}
