@@ -421,3 +421,40 @@ def test_cli_experiment_end_to_end(tmp_path):
     r = _cli("experiment", "keys-chests", str(bad), "--out", str(tmp_path / "y"))
     assert r.returncode == 2 and "do not fit in a 3x3 maze" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_toolkit_commands_run_on_keys_chests(tmp_path):
+    """train -> eval, record -> probe, attribute (inventory region), ablate, on this game."""
+    from typer.testing import CliRunner
+
+    from cli import app
+    from interp.train import load_config, train
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("inherit: easy\nenv: {variant: keys-chests, options: {maze_size: 5, keys: 1,"
+                   " timeout: 40}}\nppo: {num_envs: 8, num_steps: 16, num_minibatches: 2, "
+                   "epochs: 1}\nrun: {total_steps: 256, checkpoint_every: 256, device: cpu}\n")
+    run = tmp_path / "run"
+    assert train(load_config(cfg), run, progress=False)["status"] == "complete"
+    ckpt = str(run / "checkpoints" / "agent_256.pt")
+    cli = CliRunner()
+
+    def ok(*args):
+        res = cli.invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert "success: level completed" in ok("eval", ckpt, "--env", "keys-chests-test",
+                                             "--episodes", "4", "--num-envs", "2")
+    ok("record", ckpt, "--out", tmp_path / "rec.h5", "--episodes", "8", "--num-envs", "4",
+       "--layers", "embedder.relufc")
+    ok("probe", tmp_path / "rec.h5", "--feature", "dist_to_nearest_key", "--out", tmp_path / "probe",
+       "--folds", "3", "--random-agent-rows", "50", "--n-boot", "20", "--no-umap")
+    ok("attribute", ckpt, "--env", "keys-chests-test", "--method", "saliency", "--frames", "4",
+       "--grid", "2", "--out", tmp_path / "attr")
+    with open(tmp_path / "attr" / "attribute-shares.csv") as f:
+        objects = [r["object"] for r in csv.DictReader(f)]
+    assert objects == ["goal", "distractor", "agent", "inventory", "other"]
+    ok("ablate", ckpt, "--env", "keys-chests", "--input-colour", "R", "--episodes", "2",
+       "--num-envs", "2", "--max-steps", "20", "--frames", "8", "--report", tmp_path / "abl")
