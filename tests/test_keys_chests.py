@@ -284,11 +284,19 @@ def test_state_round_trip_and_validation(env5):
     bad.grid[0, 0] = True
     with pytest.raises(InvalidStateError, match="keys on a wall"):
         env5.set_state(0, bad)
+    on_key = corridor(env5, "A.kcc")
+    on_key.agent = (2, 0)
+    with pytest.raises(InvalidStateError, match="stands on a key"):
+        env5.set_state(0, on_key)
+    on_chest = corridor(env5, "A.kcc")
+    on_chest.agent = (3, 0)  # without a key, the agent may stand on a chest
+    env5.set_state(0, on_chest)
     wide = make_env("keys-chests", num=1, options={"maze_size": 7, "keys": 1, "timeout": 50})
     with pytest.raises(InvalidStateError, match="states only move between envs made with"):
         wide.set_state(0, raw)
     with pytest.raises(StateFormatError, match="not a keys-chests state"):
         env5.set_state(0, make_env("maze", num=1).get_state_bytes(0))
+    env5.set_state(0, raw)
     with pytest.raises(StateFormatError, match="corrupt"):
         env5.set_state(0, raw[:-5])
     assert env5.get_state(0).to_bytes() == raw  # nothing was written

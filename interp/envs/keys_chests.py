@@ -417,9 +417,11 @@ class KeysChestsState:
                     problems.append(f"{name}: more than {MAX_OBJECTS} or outside the world")
                 elif self.grid[arr[:, 1], arr[:, 0]].any():
                     problems.append(f"{name} on a wall")
-            placed = [c for _, a in cells for c in map(tuple, a[a[:, 2] > 0, :2])]
+            placed = [c for _, a in cells[1:] for c in map(tuple, a[a[:, 2] > 0, :2])]
             if len(placed) != len(set(placed)):
-                problems.append("two objects (or the agent and an object) share a cell")
+                problems.append("two objects share a cell")
+            if tuple(self.agent) in self.key_cells():  # (it may stand on a chest: no key)
+                problems.append("the agent stands on a key it would have collected")
             counts = (self.keys_held, self.keys_collected, self.chests_opened, self.cur_time)
             if min(counts) < 0 or self.keys_held > self.keys_collected:
                 problems.append("negative counts, or more keys held than collected")
