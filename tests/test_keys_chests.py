@@ -14,13 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from interp.checkpoint import save_agent
+from interp.checkpoint import load_agent, save_agent
 from interp.envs import EnvConfigError, EnvSpec, InvalidStateError, StateFormatError, make_env
 from interp.envs.core import NOOP
 from interp.envs.gym_wrapper import GymEnv
 from interp.envs.keys_chests import (
-    ICON_H,
-    ICON_W,
     KeysChestsState,
     mirror_options,
     move_agents,
@@ -28,6 +26,7 @@ from interp.envs.keys_chests import (
     rules,
     shortest_solution,
 )
+from interp.envs.keys_chests_draw import ICON_H, ICON_W
 from interp.envs.labels import _bfs, label_keys
 from interp.envs.remote import RemoteVecEnv
 from interp.experiments.keys_chests import episode_measures
@@ -433,7 +432,8 @@ def test_cli_experiment_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_toolkit_commands_run_on_keys_chests(tmp_path):
-    """train -> eval, record -> probe, attribute (inventory region), ablate, on this game."""
+    """train (and resume exactly) -> eval, record -> probe, attribute (inventory region),
+    ablate, on this game."""
     from typer.testing import CliRunner
 
     from cli import app
@@ -446,6 +446,11 @@ def test_toolkit_commands_run_on_keys_chests(tmp_path):
     run = tmp_path / "run"
     assert train(load_config(cfg), run, progress=False)["status"] == "complete"
     ckpt = str(run / "checkpoints" / "agent_256.pt")
+    train(load_config(cfg), tmp_path / "chunked", progress=False, stop_at=128)
+    train(load_config(cfg), tmp_path / "chunked", resume=True, progress=False)  # env states too
+    whole, chunked = (load_agent(p / "latest.pt").model.state_dict()
+                      for p in (run, tmp_path / "chunked"))
+    assert all(torch.equal(v, chunked[k]) for k, v in whole.items())
     cli = CliRunner()
 
     def ok(*args):

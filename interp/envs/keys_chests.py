@@ -37,13 +37,20 @@ from __future__ import annotations
 
 import json
 import re
-from math import comb
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from math import comb
 
 import numpy as np
 
-from interp.envs.core import NUM_ACTIONS, EnvConfigError, EnvSpec, Ready, get_variant, track_goal_touched
+from interp.envs.core import (
+    NUM_ACTIONS,
+    EnvConfigError,
+    EnvSpec,
+    Ready,
+    get_variant,
+    track_goal_touched,
+)
+from interp.envs.keys_chests_draw import FRAME, sprites
 from interp.envs.state import InvalidStateError, StateFormatError
 
 GAME = "keys-chests"
@@ -51,7 +58,6 @@ MAX_OBJECTS = 12  # keys and chests per level, each (label slots key0..key11, ch
 TIMEOUT = 1000
 MAZE_SIZES = {"easy": (5, 9), "hard": (5, 13)}  # the paper's fork: world 9 (easy) / 13 (hard)
 LARGEST_MAZE = 25
-FRAME = 64
 CHEST_REWARD = 1.0  # as the paper's fork
 
 EMPTY, KEY, CHEST = 0, 1, 2  # object codes in the cell grid; also nearest_object's codes
@@ -61,22 +67,16 @@ TEST_DEFAULTS = dict(DEFAULTS, keys="2*chests", chests=[1, 4])
 # Procgen's action table: action a moves (a // 3 - 1, a % 3 - 1) for a < 9; 9-14 stand still
 MOVES = np.array([(a // 3 - 1, a % 3 - 1) if a < 9 else (0, 0) for a in range(NUM_ACTIONS)])
 
-BACKGROUNDS = "topdown_backgrounds"
-SPRITES = {"wall": "kenney/Ground/Dirt/dirtCenter.png", "key": "misc_assets/keyGreen.png",
-           "chest": "misc_assets/lock_blue.png", "agent": "misc_assets/spaceAstronauts_008.png"}
-OBJECT_SCALE = {"key": 0.75, "chest": 1.0, "agent": 0.75}  # of a cell, as the fork's radii
-ICON_W, ICON_H = 4, 6  # inventory key icon, pixels; icons touch, from the top-right corner
 
 
 # -- options ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Count:
-    """A per-level count: uniform in ``lo..hi``, or ``times`` the other count (``of``)."""
+    """A per-level count: uniform in ``lo..hi``, or ``times`` the other count."""
 
     lo: int = 0
     hi: int = 0
     times: int = 0
-    of: str = ""
 
     def bounds(self, other: "Count") -> tuple[int, int]:
         return (self.times * other.lo, self.times * other.hi) if self.times else (self.lo, self.hi)
@@ -88,7 +88,7 @@ def _count(value, name: str, other: str) -> Count:
         if not m or int(m[1]) < 1:
             raise EnvConfigError(f"{name}={value!r}: use an int, a range [lo, hi], or "
                                  f"'<k>*{other}' with k >= 1 (e.g. '2*{other}')")
-        return Count(times=int(m[1]), of=other)
+        return Count(times=int(m[1]))
     if isinstance(value, (list, tuple)) and len(value) == 2:
         lo, hi = value
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -137,9 +137,6 @@ def rules(options: dict, distribution_mode: str = "easy") -> Rules:
     if distribution_mode not in MAZE_SIZES:
         raise EnvConfigError(f"keys-chests has distribution modes {', '.join(MAZE_SIZES)} "
                              f"(got {distribution_mode!r})")
-    if options["keys"] is None or options["chests"] is None:
-        raise EnvConfigError("keys-chests needs both keys and chests (an int, [lo, hi] or "
-                             "'<k>*keys' / '<k>*chests')")
     keys, chests = _count(options["keys"], "keys", "chests"), _count(options["chests"],
                                                                     "chests", "keys")
     if keys.times and chests.times:
@@ -231,7 +228,8 @@ def move_agents(grid: np.ndarray, agent: np.ndarray, actions: np.ndarray) -> np.
 def shortest_solution(state: "KeysChestsState", max_states: int = 200_000) -> list | None:
     """The fewest-steps way to end the level from ``state`` by completing it: the objects to
     visit in order, as cells ``[(x, y), ...]`` (the steps: :func:`path_length`). None when the
-    search would exceed ``max_states`` (levels with many keys and chests).
+    search would exceed ``max_states`` (levels with many keys and chests) or the level cannot
+    be completed (objects walled off, in hand-made states).
 
     Exact: a dynamic programme over (objects visited, last object) with maze path lengths.
     Objects the agent passes on the way are touched too, which never delays completion
@@ -254,6 +252,8 @@ def shortest_solution(state: "KeysChestsState", max_states: int = 200_000) -> li
     free = np.ascontiguousarray(~state.grid)
     maps = [_bfs(free.tobytes(), *free.shape, x, y) for x, y in nodes]
     dist = np.array([[m[y, x] for x, y in nodes] for m in maps], np.int64)
+    unreachable = np.iinfo(np.int32).max  # walled-off objects (hand-made states only)
+    dist[dist < 0] = unreachable
     is_key = np.arange(n) < nk
     bit = np.int64(1) << np.arange(n, dtype=np.int64)
     # one frontier per number of objects visited: visited mask, last node (0 = the start),
@@ -280,7 +280,9 @@ def shortest_solution(state: "KeysChestsState", max_states: int = 200_000) -> li
             best = (int(layer[4][i]), len(layers) - 1, int(i))
         if done.size:  # every completion visits the same number of objects
             break
-    _, at, i = best
+    cost, at, i = best
+    if cost >= unreachable:
+        return None
     plan = []
     while at > 0:
         plan.append(nodes[int(layers[at][1][i])])
@@ -460,6 +462,7 @@ def state_labels(state: KeysChestsState) -> dict:
     for name, objects in (("key", state.keys), ("chest", state.chests)):
         left = objects[objects[:, 2] > 0]
         d = dist[left[:, 1], left[:, 0]] if len(left) else np.zeros(0, int)
+        left, d = left[d >= 0], d[d >= 0]  # (walled-off objects: hand-made states only)
         k = int(np.argmin(d)) if len(d) else -1  # the first placed wins a tie
         nearest[name] = ((int(left[k, 0]), int(left[k, 1])), int(d[k])) if k >= 0 \
             else (None, -1)
@@ -479,117 +482,6 @@ def state_labels(state: KeysChestsState) -> dict:
            "dist_to_nearest_key": kd, "dist_to_nearest_chest": cd,
            **_slots("key", state.keys), **_slots("chest", state.chests)}
     return out
-
-
-# -- drawing ------------------------------------------------------------------------------------
-def _load(rel: str):
-    from PIL import Image
-
-    from interp.envs.assets import procgen_assets_dir
-
-    with Image.open(procgen_assets_dir() / rel) as im:
-        return im.convert("RGBA")
-
-
-def _fit(img, w: int, h: int, scale: float) -> np.ndarray:
-    """``img`` scaled (aspect kept) into ``scale`` of a w x h cell, centred; RGBA (h, w, 4)."""
-    from PIL import Image
-
-    s = min(w * scale / img.width, h * scale / img.height)
-    sw, sh = max(1, round(img.width * s)), max(1, round(img.height * s))
-    cell = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    cell.alpha_composite(img.resize((sw, sh), Image.LANCZOS), ((w - sw) // 2, (h - sh) // 2))
-    return np.asarray(cell)
-
-
-class Sprites:
-    """Everything drawn, for one world size: the cell layout of the 64x64 frame (cells are
-    floor(64/world) or ceil(64/world) pixels), the wall texture, the backgrounds, and object
-    patches padded to a fixed window so that all envs' objects are drawn in one gather."""
-
-    def __init__(self, world: int):
-        from PIL import Image
-
-        from interp.envs.assets import procgen_assets_dir
-
-        edges = np.round(np.linspace(0, FRAME, world + 1)).astype(int)
-        sizes = np.diff(edges)
-        self.world, self.window = world, int(sizes.max())
-        self.classes = sorted(set(sizes.tolist()))
-        size_class = np.array([self.classes.index(s) for s in sizes])
-        pad = np.minimum(np.arange(self.window)[None, :], sizes[:, None] - 1)
-        self.col_px = edges[:-1, None] + pad  # (world, window): pixel columns of cell x
-        self.col_class = size_class
-        # screen rows run top-down; cell y = 0 is the bottom row
-        self.row_px = (edges[:-1, None] + pad)[::-1]  # (world, window): pixel rows of cell y
-        self.row_class = size_class[::-1]
-        self.cell_of_px = np.repeat(np.arange(world), sizes)  # pixel -> cell column / screen row
-        sheets = {k: _load(v) for k, v in SPRITES.items()}
-        self.patches = {}  # name -> (classes, classes, window, window, 4): [h class, w class]
-        for name in ("key", "chest", "agent"):
-            p = np.zeros((len(self.classes),) * 2 + (self.window, self.window, 4), np.uint8)
-            for i, h in enumerate(self.classes):
-                for j, w in enumerate(self.classes):
-                    cell = _fit(sheets[name], w, h, OBJECT_SCALE[name])
-                    p[i, j] = cell[np.minimum(np.arange(self.window), h - 1)][
-                        :, np.minimum(np.arange(self.window), w - 1)]
-            self.patches[name] = p
-        wall = np.zeros((FRAME, FRAME, 3), np.uint8)
-        for cy in range(world):
-            for cx in range(world):
-                y, x = edges[cy], edges[cx]
-                h, w = sizes[cy], sizes[cx]
-                wall[y:y + h, x:x + w] = np.asarray(
-                    sheets["wall"].convert("RGB").resize((w, h), Image.LANCZOS))
-        self.wall = wall
-        self.backgrounds = np.stack([
-            np.asarray(_load(p.relative_to(procgen_assets_dir())).convert("RGB").resize(
-                (FRAME, FRAME), Image.LANCZOS))
-            for p in sorted((procgen_assets_dir() / BACKGROUNDS).glob("*.png"))])
-        icon = sheets["key"].rotate(90, expand=True)
-        self.icon = _fit(icon, ICON_W, ICON_H, 1.0)
-
-    def base(self, grid: np.ndarray, background: int) -> np.ndarray:
-        """The level without objects: background floor, textured walls."""
-        screen = grid[::-1]  # screen row 0 is the top
-        walls = screen[self.cell_of_px][:, self.cell_of_px]
-        return np.where(walls[..., None], self.wall, self.backgrounds[background])
-
-    def draw(self, frames: np.ndarray, env: np.ndarray, x: np.ndarray, y: np.ndarray,
-             name: str) -> None:
-        """Blend sprite ``name`` into the cells (x, y) of frames ``env`` (arrays of one length)."""
-        if env.size == 0:
-            return
-        rows, cols = self.row_px[y], self.col_px[x]  # (m, window)
-        patch = self.patches[name][self.row_class[y], self.col_class[x]]
-        _blend(frames, env, rows, cols, patch)
-
-    def draw_inventory(self, frames: np.ndarray, held: np.ndarray) -> None:
-        """Key icons in the top-right corner, right to left, one per key held."""
-        slots = np.arange(held.max(initial=0))
-        env, slot = np.nonzero(slots[None, :] < held[:, None])
-        if env.size == 0:
-            return
-        x0 = FRAME - ICON_W * (slot + 1)
-        rows = np.broadcast_to(np.arange(ICON_H), (env.size, ICON_H))
-        cols = x0[:, None] + np.arange(ICON_W)
-        keep = cols[:, 0] >= 0
-        patch = np.broadcast_to(self.icon, (env.size, ICON_H, ICON_W, 4))
-        _blend(frames, env[keep], rows[keep], cols[keep], patch[keep])
-
-
-def _blend(frames, env, rows, cols, patch) -> None:
-    """Alpha-blend RGBA ``patch`` (m, h, w, 4) into ``frames`` at rows (m, h) x cols (m, w).
-    Repeated pixel indices carry repeated patch pixels, so their writes agree."""
-    idx = (env[:, None, None], rows[:, :, None], cols[:, None, :])
-    under = frames[idx].astype(np.uint16)
-    a = patch[..., 3:].astype(np.uint16)
-    frames[idx] = ((under * (255 - a) + patch[..., :3] * a + 127) // 255).astype(np.uint8)
-
-
-@lru_cache(maxsize=8)
-def sprites(world: int) -> Sprites:
-    return Sprites(world)
 
 
 # -- the vectorized env -------------------------------------------------------------------------
