@@ -343,6 +343,28 @@ def test_inventory_is_drawn_top_right(env5):
     assert (before[:ICON_H, 64 - ICON_W:] != after[:ICON_H, 64 - ICON_W:]).any()
 
 
+def test_frames_equal_a_fresh_render_of_the_state():
+    """The scene is cached between pickups and new levels; it must never go stale."""
+    env = make_env("keys-chests", num=6, seed=2, options={**SMALL, "timeout": 30})
+    fresh = make_env("keys-chests", num=1, seed=0, options={**SMALL, "timeout": 30})
+    rng, pickups, levels = np.random.default_rng(0), 0, 0
+
+    def touched():
+        lab = env.labels()
+        return lab["keys_collected"] + lab["chests_opened"]
+
+    for _ in range(90):
+        before = touched()
+        env.act(rng.integers(0, 9, 6))
+        _, obs, first = env.observe()
+        pickups += int(((touched() != before) & ~first).sum())
+        levels += int(first.sum())
+        for i in range(6):
+            fresh.set_state(0, env.get_state(i))
+            np.testing.assert_array_equal(fresh.observe()[1][0], obs[i])
+    assert pickups >= 3 and levels >= 3
+
+
 @pytest.mark.parametrize("options, mode, message", [
     ({"maze_size": 3}, "easy", "do not fit in a 3x3 maze"),
     ({"keys": "2*chests"}, "easy", "defined by each other"),

@@ -98,7 +98,8 @@ def _count(value, name: str, other: str) -> Count:
                              f"'<k>*{other}' (e.g. '2*{other}')")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) \
             or not 1 <= lo <= hi:
-        raise EnvConfigError(f"{name}={value!r}: counts are ints with 1 <= lo <= hi")
+        raise EnvConfigError(f"{name}={value!r}: use an int >= 1 or a range [lo, hi] of ints "
+                             "with 1 <= lo <= hi")
     return Count(lo, hi)
 
 
@@ -524,7 +525,9 @@ class KeysChestsEnv:
         self.background = np.zeros(num, int)
         self.maze = np.zeros((num, 3), int)
         self.reward, self.first = np.zeros(num, np.float32), np.ones(num, bool)
-        self.base = np.zeros((num, FRAME, FRAME, 3), np.uint8)
+        self.base = np.zeros((num, FRAME, FRAME, 3), np.uint8)  # floor and walls
+        self.scene = np.zeros_like(self.base)  # and the keys and chests lying there
+        self._stale = np.ones(num, bool)  # envs whose scene must be redrawn
         self._frames: np.ndarray | None = None
         self._goal_touched = np.zeros(num, bool)
         for i in range(num):
@@ -573,6 +576,7 @@ class KeysChestsEnv:
         reward[rows[c]] += CHEST_REWARD
         gone = k | c
         self.objects[rows[gone], y[gone], x[gone]] = EMPTY
+        self._stale[rows[gone]] = True
 
     def get_info(self) -> list[dict]:
         return [{"level_seed": int(self.level_seed[i]),
@@ -630,16 +634,24 @@ class KeysChestsEnv:
         self.env_seed[i], self.env_index[i] = s.env_seed, s.env_index
         self.reward[i], self.first[i] = s.reward, s.first
         self.base[i] = self.sprites.base(s.grid, s.background)
+        self._stale[i] = True
         self._goal_touched[i] = False
         self._frames = None
 
     def _render(self) -> np.ndarray:
-        frames = self.base.copy()
-        env, y, x = np.nonzero(self.objects)
-        what = self.objects[env, y, x]
-        for code, name in ((KEY, "key"), (CHEST, "chest")):
-            sel = what == code
-            self.sprites.draw(frames, env[sel], x[sel], y[sel], name)
+        """Frames: the scene (redrawn where an object went or a level began), the agent and
+        the inventory."""
+        stale = np.flatnonzero(self._stale)
+        if stale.size:
+            self.scene[stale] = self.base[stale]
+            env, y, x = np.nonzero(self.objects[stale])
+            env = stale[env]
+            what = self.objects[env, y, x]
+            for code, name in ((KEY, "key"), (CHEST, "chest")):
+                sel = what == code
+                self.sprites.draw(self.scene, env[sel], x[sel], y[sel], name)
+            self._stale[:] = False
+        frames = self.scene.copy()
         self.sprites.draw(frames, np.arange(self.num), self.agent[:, 0], self.agent[:, 1],
                           "agent")
         self.sprites.draw_inventory(frames, self.held)
