@@ -484,8 +484,9 @@ def test_toolkit_commands_run_on_keys_chests(tmp_path):
                                              "--episodes", "4", "--num-envs", "2")
     ok("record", ckpt, "--out", tmp_path / "rec.h5", "--episodes", "8", "--num-envs", "4",
        "--layers", "embedder.relufc")
-    ok("probe", tmp_path / "rec.h5", "--feature", "dist_to_nearest_key", "--out", tmp_path / "probe",
-       "--folds", "3", "--random-agent-rows", "50", "--n-boot", "20", "--no-umap")
+    ok("probe", tmp_path / "rec.h5", "--feature", "dist_to_nearest_key", "--out",
+       tmp_path / "probe", "--folds", "3", "--random-agent-rows", "50", "--n-boot", "20",
+       "--no-umap")
     ok("attribute", ckpt, "--env", "keys-chests-test", "--method", "saliency", "--frames", "4",
        "--grid", "2", "--out", tmp_path / "attr")
     with open(tmp_path / "attr" / "attribute-shares.csv") as f:

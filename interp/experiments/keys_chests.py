@@ -276,7 +276,7 @@ def _plot_trajectory(eps: list[dict], col: _Collector, traced: dict, path: Path)
                         xytext=(5, 4), textcoords="offset points")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"level {e['level_seed']}: {e['num_keys']} keys, {e['num_chests']} chests",
+    ax.set_title(f"level {e['level_seed']}: {e['num_keys']} key(s), {e['num_chests']} chest(s)",
                  fontsize=9)
     steps = np.arange(len(cols["keys_held"]) + 1)
     for name, series, colour, style in (
