@@ -483,10 +483,12 @@ def test_toolkit_commands_run_on_keys_chests(tmp_path):
     assert "success: level completed" in ok("eval", ckpt, "--env", "keys-chests-test",
                                              "--episodes", "4", "--num-envs", "2")
     ok("record", ckpt, "--out", tmp_path / "rec.h5", "--episodes", "8", "--num-envs", "4",
-       "--layers", "embedder.relufc")
+       "--layers", "embedder.block3.res2.resadd")
     ok("probe", tmp_path / "rec.h5", "--feature", "dist_to_nearest_key", "--out",
        tmp_path / "probe", "--folds", "3", "--random-agent-rows", "50", "--n-boot", "20",
        "--no-umap")
+    with open(tmp_path / "probe" / "results.csv") as f:
+        assert [r for r in csv.DictReader(f)]  # a score per layer
     ok("attribute", ckpt, "--env", "keys-chests-test", "--method", "saliency", "--frames", "4",
        "--grid", "2", "--out", tmp_path / "attr")
     with open(tmp_path / "attr" / "attribute-shares.csv") as f:
