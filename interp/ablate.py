@@ -67,10 +67,11 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _activations(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
+def _activations(model: nn.Module, layer: str, x: torch.Tensor,
+                 hx: torch.Tensor | None = None) -> torch.Tensor:
     if layer == INPUT:
         return x
-    return hooks.run_with_cache(model, x, layer)[2][layer]
+    return hooks.run_with_cache(model, x, layer, hx=hx)[2][layer]
 
 
 @dataclass
@@ -102,17 +103,20 @@ def collect_stats(model: nn.Module, env: str | EnvSpec, layer: str, *, frames: i
     (:func:`~interp.rollout.sample_frames`, every 5th step of 8 envs with env seed ``seed``)."""
     layer_channels(model, layer)
     device = device or _device(model)
-    obs = sample_frames(model, env, frames, seed=seed, labels=False, device=device).obs
-    acts = torch.cat([_activations(model, layer, preprocess(obs[i:i + 256], device))
-                      for i in range(0, len(obs), 256)]).cpu()
+    fr = sample_frames(model, env, frames, seed=seed, labels=False, device=device)
+    acts = torch.cat([_activations(model, layer, preprocess(fr.obs[i:i + 256], device),
+                                   None if fr.hx is None else fr.hx[i:i + 256])
+                      for i in range(0, len(fr), 256)]).cpu()
     return ActivationStats(layer, acts.mean(0), acts)
 
 
 # -- per-row patched policy --------------------------------------------------------------------
 def _patched(model: nn.Module, layer: str, mode: str, stats: ActivationStats | None):
-    """``fn(x, masks, donors) -> (logits, value)`` with row i of ``x`` ablated on the channels
-    ``masks[i]``; in resample mode row i takes its values from ``stats.samples[donors[i]]``."""
-    def fn(x: torch.Tensor, masks: torch.Tensor, donors: np.ndarray | None = None):
+    """``fn(x, masks, donors, hx) -> (logits, value, new hx)`` (:meth:`ImpalaAgent.step`) with
+    row i of ``x`` ablated on the channels ``masks[i]``; in resample mode row i takes its values
+    from ``stats.samples[donors[i]]``. A recurrent agent carries an ablated ``gru.gru`` on."""
+    def fn(x: torch.Tensor, masks: torch.Tensor, donors: np.ndarray | None = None,
+           hx: torch.Tensor | None = None):
         if mode == "zero":
             patch = hooks.zero(masks)
         elif mode == "mean":
@@ -120,8 +124,9 @@ def _patched(model: nn.Module, layer: str, mode: str, stats: ActivationStats | N
         else:
             patch = hooks.replace(stats.samples[torch.as_tensor(donors)], masks)
         if layer == INPUT:
-            return model(patch(x, INPUT))
-        return hooks.run_with_hooks(model, x, [(layer, patch)])
+            return model.step(patch(x, INPUT), hx)
+        with hooks.patch(model, {layer: patch}):
+            return model.step(x, hx)
     return fn
 
 
@@ -298,11 +303,11 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
     for start in range(0, len(masks), batch):
         group_masks, rng = masks[start:start + batch], np.random.default_rng(seed)
 
-        def policy(x, rows, group_masks=group_masks, rng=rng):
+        def policy(x, rows, hx, group_masks=group_masks, rng=rng):
             # resample donors: one draw per env and step, shared by all groups
             donors = rng.integers(len(stats.samples), size=E)[rows % E] if mode == "resample" \
                 else None
-            return fn(x, group_masks[torch.as_tensor(rows // E, device=device)], donors)
+            return fn(x, group_masks[torch.as_tensor(rows // E, device=device)], donors, hx)
         ep = run_episodes(model, spec, groups=len(group_masks), episodes=episodes,
                           num_envs=num_envs, seed=seed, policy=policy, max_steps=max_steps,
                           keep_frames=frames if start == 0 else 0, device=device,
@@ -321,14 +326,15 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
 
 def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, device,
                     rows_per_pass: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Per-episode mean KL(policy || ablated) and |Δvalue| on the baseline's frames."""
+    """Per-episode mean KL(policy || ablated) and |Δvalue| on the baseline's frames (a recurrent
+    agent's with the memory it had there, ablated at this step only)."""
     E, K = shape
     kl = np.full((len(masks), E * K), np.nan)
     dvalue = kl.copy()
     if frames is None or not len(frames):
         return kl, dvalue
-    x = preprocess(frames.obs, device)
-    logits, value = model(x)
+    x, hx = preprocess(frames.obs, device), frames.hx
+    logits, value, _ = model.step(x, hx)
     logp = torch.log_softmax(logits.double(), -1)
     fn, rng = _patched(model, layer, mode, stats), np.random.default_rng(seed)
     per_pass = max(1, rows_per_pass // len(x))
@@ -338,7 +344,8 @@ def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, devic
         rows = torch.arange(len(m), device=device).repeat_interleave(len(x))
         donors = rng.integers(len(stats.samples), size=len(rows)) \
             if mode == "resample" else None
-        a_logits, a_value = fn(x.repeat(len(m), 1, 1, 1), m[rows], donors)
+        a_logits, a_value, _ = fn(x.repeat(len(m), 1, 1, 1), m[rows], donors,
+                                  None if hx is None else hx.repeat(len(m), 1))
         a_logp = torch.log_softmax(a_logits.double(), -1).reshape(len(m), len(x), -1)
         frame_kl.append((logp.exp() * (logp - a_logp)).sum(-1))
         frame_dv.append((a_value.reshape(len(m), len(x)) - value).abs())

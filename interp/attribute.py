@@ -8,6 +8,8 @@ of attribution mass on each object of the frame.
 Targets: ``value`` (critic), ``action`` (log-probability of the action the agent took),
 ``action-logit`` (its logit), ``logit:K`` (the logit of action K). Pixel methods attribute to
 the (N, 3, 64, 64) input; layer methods to a layer's (N, C, h, w) output (``layer=``).
+A recurrent agent is attributed at each frame with the hidden state it brought there (``hx``,
+held fixed: the attribution is to the current frame, given the agent's memory).
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class TargetHead(nn.Module):
         super().__init__()
         self.model, self.target = model, target
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, value = self.model(x)
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
+        logits, value = hooks.forward(self.model, x, hx)
         if self.target == "value":
             return value.reshape(-1, 1)
         return torch.log_softmax(logits, -1) if self.target == "action" else logits
@@ -126,37 +128,39 @@ def make_baseline(baseline: str | torch.Tensor | None, x: torch.Tensor) -> torch
 
 def attributions(model: nn.Module, x: torch.Tensor, target: str, method: str, *,
                  actions: torch.Tensor | None = None, layer: str | None = None,
-                 baseline: str | torch.Tensor | None = "black", n_steps: int = 32
-                 ) -> torch.Tensor:
+                 baseline: str | torch.Tensor | None = "black", n_steps: int = 32,
+                 hx: torch.Tensor | None = None) -> torch.Tensor:
     """Raw captum attributions of ``target`` for frames ``x`` (float NCHW): shaped like ``x``
     for pixel methods, like the layer's output for layer methods ((N, 1, h, w) for gradcam).
-    ``gradient`` is the plain signed gradient; ``saliency`` its absolute value."""
+    ``gradient`` is the plain signed gradient; ``saliency`` its absolute value. ``hx``: a
+    recurrent agent's hidden state at each frame (None: zeros)."""
     check_method(model, method, layer, baseline)
     return _attributions(model, x, target, method, actions, layer, make_baseline(baseline, x),
-                         n_steps)
+                         n_steps, hx)
 
 
 def _attributions(model: nn.Module, x: torch.Tensor, target: str, method: str,
                   actions: torch.Tensor | None, layer: str | None, base: torch.Tensor | None,
-                  n_steps: int) -> torch.Tensor:
+                  n_steps: int, hx: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`attributions` for a checked method and a made baseline tensor (or None)."""
     import captum.attr as ca
 
     head = TargetHead(model, target)
-    tgt = captum_target(target, actions)
+    kw = {"target": captum_target(target, actions),
+          **({"additional_forward_args": (hx,)} if hx is not None else {})}
     x = x.detach().requires_grad_()
     if method in ("gradient", "saliency"):
-        return ca.Saliency(head).attribute(x, target=tgt, abs=method == "saliency").detach()
+        return ca.Saliency(head).attribute(x, abs=method == "saliency", **kw).detach()
     if method == "input-x-gradient":
-        return ca.InputXGradient(head).attribute(x, target=tgt).detach()
+        return ca.InputXGradient(head).attribute(x, **kw).detach()
     if method == "integrated-gradients":
         return ca.IntegratedGradients(head).attribute(
-            x, baselines=base, target=tgt, n_steps=n_steps, internal_batch_size=256).detach()
+            x, baselines=base, n_steps=n_steps, internal_batch_size=256, **kw).detach()
     module = model.get_submodule(layer)
     if method == "layer-integrated-gradients":
         return ca.LayerIntegratedGradients(head, module).attribute(
-            x, baselines=base, target=tgt, n_steps=n_steps, internal_batch_size=256).detach()
-    return ca.LayerGradCam(head, module).attribute(x, target=tgt, relu_attributions=True).detach()
+            x, baselines=base, n_steps=n_steps, internal_batch_size=256, **kw).detach()
+    return ca.LayerGradCam(head, module).attribute(x, relu_attributions=True, **kw).detach()
 
 
 def _to_frame(a: torch.Tensor) -> torch.Tensor:
@@ -332,12 +336,12 @@ def attribute(model: nn.Module, env: str | EnvSpec, targets: Sequence[str] = ("v
     actions = torch.as_tensor(fr.actions, device=device)
     base = make_baseline(baseline, x)
     with torch.no_grad():
-        values = model(x)[1].cpu().numpy()
+        values = model(x, fr.hx)[1].cpu().numpy()
     maps, mass = {}, {}
     for t in targets:
         raw = [_attributions(model, x[i:i + chunk], t, method, actions[i:i + chunk], layer,
                              base if base is None or base.shape[0] == 1 else base[i:i + chunk],
-                             n_steps)
+                             n_steps, None if fr.hx is None else fr.hx[i:i + chunk])
                for i in range(0, len(x), chunk)]
         maps[t] = torch.cat([pixel_map(r, method) for r in raw]).cpu().numpy()
         mass[t] = torch.cat([mass_map(r, method) for r in raw]).cpu().numpy()

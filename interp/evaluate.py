@@ -44,9 +44,9 @@ def evaluate_policy(model: nn.Module, env_spec: str | EnvSpec, episodes: int = 2
     device = torch.device(device or next(model.parameters()).device)
     policy = None
     if amp:
-        def policy(x, rows):
+        def policy(x, rows, hx):
             with torch.autocast(device.type, torch.bfloat16):
-                return model(x)
+                return model.step(x, hx)
     ep = run_episodes(model, env_spec, episodes=episodes, num_envs=num_envs, seed=seed,
                       policy=policy, label_metrics=False, device=device, progress=None)
     returns, successes, lengths = (ep.metrics[k][0].ravel()
@@ -164,10 +164,32 @@ def _mean(name: str, label: str, values, seed: int) -> Metric:
                   int((~np.isnan(values)).sum()))
 
 
+def describe_levels(spec: dict, trained: dict | None) -> str:
+    """Which levels an env spec plays, beside the levels the agent was trained on (``trained``:
+    its training env spec, None if unknown)."""
+    n, s = spec.get("num_levels", 0), spec.get("start_level", 0)
+    here = f"level seeds {s}-{s + n - 1} ({n} levels)" if n else \
+        "unrestricted level seeds (num_levels 0)"
+    if not trained:
+        return f"{here}; the agent's training levels are unknown"
+    tn, ts = trained.get("num_levels", 0), trained.get("start_level", 0)
+    if not tn:
+        return f"{here}; the agent trained on unrestricted levels"
+    train = f"seeds {ts}-{ts + tn - 1}"
+    if not n:
+        return f"{here}: practically all unseen, the agent trained on {train}"
+    if (n, s) == (tn, ts):
+        return f"{here}: the agent's training levels"
+    if s >= ts + tn or s + n <= ts:
+        return f"{here}: unseen, the agent trained on {train}"
+    return f"{here}: partly the agent's training levels ({train})"
+
+
 @dataclass
 class EvalReport:
     """What :func:`evaluate_agent` measured: ``n`` episodes (the first ``episodes_per_env`` of
-    each of ``num_envs`` envs), ``truncated`` of them cut by ``max_steps``, and the metrics."""
+    each of ``num_envs`` envs), ``truncated`` of them cut by ``max_steps``, and the metrics;
+    ``levels`` says which levels they were played on (:func:`describe_levels`)."""
 
     checkpoint: str
     env_spec: dict
@@ -177,6 +199,7 @@ class EvalReport:
     n: int
     truncated: int
     metrics: list[Metric]
+    levels: str = ""
 
     def __getitem__(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
@@ -186,8 +209,9 @@ class EvalReport:
         opts = ", ".join(f"{k}={v}" for k, v in spec["options"].items())
         head = (f"`{self.checkpoint}` on `{spec['variant']}` ({spec['distribution_mode']}"
                 f"{', ' + opts if opts else ''}): {self.n} episodes, the first "
-                f"{self.episodes_per_env} of each of {self.num_envs} envs (seed {self.seed}). "
-                "Rates with Wilson 95% intervals, means with bootstrap 95% intervals.")
+                f"{self.episodes_per_env} of each of {self.num_envs} envs (seed {self.seed}) on "
+                f"{self.levels}. Rates with Wilson 95% intervals, means with bootstrap 95% "
+                "intervals.")
         if self.truncated:
             head += f" {self.truncated} episode(s) were cut short by max_steps."
         rows = [(m.label, m.n, m.estimate()) for m in self.metrics]
@@ -208,14 +232,18 @@ SUCCESS_LABEL = {"coinrun": "success: coin collected",
 
 def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, seed: int = 0,
                    num_envs: int = 64, device: str = "auto", distribution_mode: str | None = None,
-                   options: dict | None = None, max_steps: int | None = None) -> EvalReport:
+                   options: dict | None = None, max_steps: int | None = None,
+                   num_levels: int | None = None, start_level: int | None = None,
+                   training_levels: bool = False) -> EvalReport:
     """Run a checkpoint's agent on variant ``env`` and report the variant's metrics.
 
     Always success rate, mean return and mean length; CoinRun: goal misgeneralization and
     capability failure (died / stuck), and on ``coinrun-invisible-coin`` the chance rate of
     touching the invisible coin; cheese mazes: the top-right corner reached first; variants with a
     distractor: which object is reached first, steps to it and the preference.
-    ``distribution_mode`` defaults to the checkpoint's training mode (else easy).
+    ``distribution_mode`` defaults to the checkpoint's training mode (a checkpoint that does
+    not record it needs it given). Levels: ``num_levels`` from ``start_level``, or with
+    ``training_levels`` the agent's own, else unrestricted; the report says which.
     """
     from interp.checkpoint import load_agent
     from interp.device import resolve_device
@@ -224,7 +252,8 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
         raise ValueError(f"episodes and num_envs must be >= 1 (got {episodes}, {num_envs})")
     dev = resolve_device(device)
     agent = load_agent(checkpoint, dev)
-    spec = agent.env_spec(env, distribution_mode, options)
+    spec = agent.env_spec(env, distribution_mode, options, num_levels=num_levels,
+                          start_level=start_level, training_levels=training_levels)
     variant = get_variant(spec.variant)
     game = variant.game
     invisible = variant.edit is invisible_coin  # the chance baseline: an unrewarded coin
@@ -268,4 +297,5 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
                            "distractor first)", "rate", *preference(b),
                            int(b["goal_first"].sum() + b["distractor_first"].sum()))]
     return EvalReport(str(checkpoint), spec.to_dict(), seed, ep.valid.shape[1],
-                      ep.valid.shape[2], len(o["success"]), int(ep.truncated.sum()), metrics)
+                      ep.valid.shape[2], len(o["success"]), int(ep.truncated.sum()), metrics,
+                      describe_levels(spec.to_dict(), agent.manifest["env_spec"]))

@@ -1,7 +1,9 @@
 """Caching and patching activations by dotted module name (TransformerLens / circrl style).
 
 Names are those of :func:`hook_names` (leaf modules, e.g. ``embedder.block2.res1.resadd``,
-``fc_policy``, ``fc_value``); every function also accepts fnmatch globs (``"*.resadd"``).
+``fc_policy``, ``fc_value``; a recurrent agent adds ``gru.state_in``, the hidden state carried
+in, and ``gru.gru``, the new one); every function also accepts fnmatch globs (``"*.resadd"``).
+A recurrent agent's forward functions take its hidden state as ``hx=`` (None: zeros).
 A hook or patch function has the signature ``fn(output, name) -> new_output | None``.
 Hooks are always removed on exit, also when the forward pass raises.
 
@@ -106,15 +108,22 @@ def patch(model: nn.Module, patches: Mapping[str, HookFn]) -> contextlib.Abstrac
     return use_hooks(model, patches.items())
 
 
+def forward(model: nn.Module, x: torch.Tensor, hx: torch.Tensor | None = None) -> Any:
+    """``model(x)``, or ``model(x, hx)`` with a recurrent agent's hidden state."""
+    return model(x) if hx is None else model(x, hx)
+
+
 def run_with_hooks(model: nn.Module, x: torch.Tensor,
-                   fwd_hooks: Iterable[tuple[str, HookFn]] = ()) -> Any:
+                   fwd_hooks: Iterable[tuple[str, HookFn]] = (), *,
+                   hx: torch.Tensor | None = None) -> Any:
     """One forward pass with temporary hooks; returns the model's output."""
     with use_hooks(model, fwd_hooks):
-        return model(x)
+        return forward(model, x, hx)
 
 
 def run_with_cache(model: nn.Module, x: torch.Tensor, names: str | Iterable[str] | None = None,
-                   *, detach: bool = True, to_cpu: bool = False
+                   *, detach: bool = True, to_cpu: bool = False,
+                   hx: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, ActivationCache]:
     """Forward pass returning ``(logits, value, cache)``; ``names`` defaults to all layers.
 
@@ -131,7 +140,7 @@ def run_with_cache(model: nn.Module, x: torch.Tensor, names: str | Iterable[str]
 
     selected = hook_names(model) if names is None else resolve_names(model, names)
     with use_hooks(model, [(n, record) for n in selected]):
-        logits, value = model(x)
+        logits, value = forward(model, x, hx)
     return logits, value, cache
 
 

@@ -31,9 +31,10 @@ from activations import SCHEMA_VERSION
 from interp.device import resolve_device
 from interp.envs.core import NOOP
 from interp.errors import InterpError
-from interp.rollout import sample_actions
+from interp.rollout import check_agent_env, sample_actions
 
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
+RECURRENT_LAYERS = ("gru.gru",)  # added to the defaults for a recurrent agent
 COMPRESSIONS = ("gzip", "lzf", "none")
 BULK = ("steps/obs",)  # besides activations, compressed only as --compression says
 CHUNK_BYTES = 1 << 20  # target HDF5 chunk size along the step axis
@@ -71,6 +72,7 @@ class RecordSummary:
     mean_return: float
     status: str
     seconds: float  # rollout and writing, setup excluded
+    levels: str = ""  # which levels, beside the agent's training levels (describe_levels)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -209,11 +211,14 @@ class _Writer:
                                         dtype=dtype, chunks=(4096,), exact=True)
             ds.resize(start + len(values), axis=0)
             ds[start:] = values
-        self._write_resume_point(batch["resume"], batch["states"])
+        self._write_resume_point(batch["resume"], batch["states"], batch["hidden"])
         self.f.flush()
 
-    def _write_resume_point(self, meta: dict, states: list[bytes]) -> None:
+    def _write_resume_point(self, meta: dict, states: list[bytes],
+                            hidden: np.ndarray | None) -> None:
         g = self.f.require_group(STATE_GROUP)
+        if hidden is not None:  # a recurrent agent's memory, per env
+            g.require_dataset("hidden_state", hidden.shape, np.float32, exact=True)[...] = hidden
         width = max(map(len, states))
         if "env_states" not in g:
             g.create_dataset("env_states", shape=(len(states), width), maxshape=(len(states), None),
@@ -241,7 +246,10 @@ class _Loop:
 
     def __init__(self, cfg: RecordConfig, env, layers: list[str], model, device,
                  writer: _Writer, progress: Callable[[int], None] | None):
+        from interp.rollout import PolicyRunner
+
         self.cfg, self.env, self.layers, self.model, self.device = cfg, env, layers, model, device
+        self.runner = PolicyRunner(model, cfg.num_envs, device)
         self.writer = writer
         self.progress = progress or (lambda n: None)
         n = cfg.num_envs
@@ -268,6 +276,8 @@ class _Loop:
         states = [bytes(raw[i, :s]) for i, s in enumerate(g.attrs["state_sizes"])]
         self.env.set_all_states(states)
         self.frozen = [s if d >= q else None for s, d, q in zip(states, self.done, self.quota)]
+        if self.runner.hx is not None:
+            self.runner.hx.copy_(torch.from_numpy(g["hidden_state"][...]))
 
     def _resume_point(self) -> tuple[dict, list[bytes]]:
         states = [s if s is not None else self.env.get_state_bytes(i)
@@ -291,7 +301,7 @@ class _Loop:
                 # the env worker computes these labels while the policy runs
                 pending = self.env.request_labels(active)
                 x = preprocess(obs[active], self.device, memory_format=self.memory_format)
-                logits, value = self.model(x)
+                logits, value = self.runner(x, active)
                 probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 if self.cfg.greedy:
                     chosen = probs.argmax(axis=1)
@@ -322,6 +332,7 @@ class _Loop:
                 where = rows.add(row)
                 del row
                 reward, next_obs, first = self.env.observe()
+                self.runner.reset(first)
                 info = self.env.get_info() if first[active].any() else None
                 rows.fill(where, {"steps/reward": reward[active].astype(np.float32),
                                   "steps/done": first[active]})
@@ -355,8 +366,10 @@ class _Loop:
 
     def _flush(self, rows: _Rows, episodes: list) -> None:
         meta, states = self._resume_point()
+        hidden = self.runner.state()
         self.writer.submit({"rows": rows, "episodes": episodes, "resume": meta,
-                            "states": states})
+                            "states": states,
+                            "hidden": None if hidden is None else hidden.cpu().numpy()})
 
 
 # -- public entry point ---------------------------------------------------------------------------
@@ -366,7 +379,9 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
            float16: bool | None = None, greedy: bool | None = None,
            distribution_mode: str | None = None, options: dict | None = None,
            compression: str | None = None, mode: str = "create", command: str = "",
-           buffer_mb: float = 128, progress: Callable[[int], None] | None = None) -> RecordSummary:
+           buffer_mb: float = 128, progress: Callable[[int], None] | None = None,
+           num_levels: int | None = None, start_level: int | None = None,
+           training_levels: bool = False) -> RecordSummary:
     """Record ``episodes`` episodes of ``checkpoint``'s agent into the HDF5 file ``out``.
 
     ``mode``: ``"create"`` (refuse an existing file), ``"overwrite"``, ``"resume"`` (finish an
@@ -375,13 +390,16 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
     ``buffer_mb``: memory for the two row buffers that alternate between the loop and the
     writer thread (a flush writes one, at least one step of every env each).
     ``options``: variant options (on the agent's training variant they override its training
-    options, see :meth:`~interp.checkpoint.LoadedAgent.env_spec`).
+    options, see :meth:`~interp.checkpoint.LoadedAgent.env_spec`). Levels: ``num_levels``
+    from ``start_level``, or with ``training_levels`` the agent's own (default unrestricted).
     Defaults for a new file: the agent's training env (variant and distribution mode), 64 envs,
-    seed 0, the layers of ``DEFAULT_LAYERS``, float32, sampled actions, uncompressed
+    seed 0, the layers of ``DEFAULT_LAYERS`` (and ``RECURRENT_LAYERS`` for a recurrent agent),
+    float32, sampled actions, uncompressed
     activations and observations (labels and the other step data are always gzip-compressed).
     """
     from interp.checkpoint import load_agent
     from interp.envs import make_env
+    from interp.evaluate import describe_levels
     from interp.hooks import resolve_names
     from interp.version import code_version
 
@@ -392,10 +410,12 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
     digest = agent_digest(model)
     given = {"num_envs": num_envs, "seed": seed, "float16": float16, "greedy": greedy,
              "compression": compression}
+    levels = dict(zip(("num_levels", "start_level"),
+                      agent.levels(num_levels, start_level, training_levels)))
 
     if mode in ("resume", "append"):
         f, cfg, spec = _reopen(out, mode, digest, given, env, distribution_mode, options, layers,
-                               model)
+                               model, levels)
         if mode == "append":
             if not episodes or episodes < 1:
                 raise RecordError("--append needs --episodes N (how many episodes to add)")
@@ -409,10 +429,11 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         if out.exists() and mode == "create":
             raise RecordError(f"{out} already exists; use --resume to finish it, --append to "
                               "add episodes, or --overwrite to replace it")
-        spec = agent.env_spec(env, distribution_mode, options)
+        spec = agent.env_spec(env, distribution_mode, options, **levels)
         n = min(num_envs or 64, episodes)
         cfg = RecordConfig(episodes=episodes, num_envs=n, seed=0 if seed is None else seed,
-                           layers=tuple(resolve_names(model, layers or DEFAULT_LAYERS)),
+                           layers=tuple(resolve_names(model, layers or DEFAULT_LAYERS + (
+                               RECURRENT_LAYERS if model.config.recurrent else ()))),
                            float16=bool(float16), greedy=bool(greedy),
                            compression=compression or "none")
         if cfg.compression not in COMPRESSIONS:
@@ -423,10 +444,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
 
     venv = make_env(spec, num=cfg.num_envs, seed=cfg.seed, remote=True)
     try:
-        if model.config.num_actions != venv.num_actions:
-            raise RecordError(f"agent has {model.config.num_actions} actions but env "
-                              f"{spec.variant!r} has {venv.num_actions}; record with an env of "
-                              "the game the agent was trained on")
+        check_agent_env(model, spec)
         if f is None:
             f = _create(out, cfg, manifest, digest, spec, model, checkpoint, command,
                         code_version())
@@ -452,7 +470,8 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         returns = np.asarray(loop.returns)
         return RecordSummary(out, loop.rows, loop.episodes,
                              float(returns.mean()) if returns.size else float("nan"), "complete",
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0,
+                             describe_levels(spec.to_dict(), manifest["env_spec"]))
     except OSError as e:
         if f is None:
             raise RecordError(f"cannot create {out}: {e}; choose a writable path") from e
@@ -495,7 +514,7 @@ def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, mod
 
 
 def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mode, options,
-            layers, model):
+            layers, model, levels: dict):
     from interp.envs import EnvSpec
     from interp.hooks import resolve_names
 
@@ -527,8 +546,8 @@ def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mo
             wanted["distribution_mode"] = distribution_mode
         if options:
             wanted["options"] = {**spec.options, **options}
-        stored = {**asdict(cfg), "variant": spec.variant,
-                  "distribution_mode": spec.distribution_mode, "options": spec.options}
+        wanted.update({k: v for k, v in levels.items() if v is not None})
+        stored = {**asdict(cfg), **spec.to_dict()}
         diff = {k: (stored[k], v) for k, v in wanted.items() if stored[k] != v}
         if diff:
             raise RecordError(f"--{mode} must use the settings {out} was recorded with; differs: "

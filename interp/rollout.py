@@ -2,8 +2,10 @@
 
 :func:`run_episodes` steps ``groups`` copies of one VecEnv (same variant, same env seed: env
 ``i`` of every group plays the same level sequence, and a level gets the same edit) and runs
-all groups' observations through one forward pass. ``policy(x, rows)`` learns which flat rows
-(``group * num_envs + env``) ``x`` holds, so each group can run a different intervention.
+all groups' observations through one forward pass. ``policy(x, rows, hx)`` learns which flat
+rows (``group * num_envs + env``) ``x`` holds, so each group can run a different intervention.
+Every loop runs the agent through a :class:`PolicyRunner`, which carries a recurrent agent's
+hidden state per env and zeroes it where an episode starts.
 
 Protocol as ``interp record`` / ``evaluate_policy``: every env contributes its first ``k``
 episodes (never "the first N to end", which over-samples short episodes), and actions are
@@ -30,7 +32,9 @@ from interp.errors import InterpError
 from interp.models import preprocess
 
 GOAL_REWARD = 10.0  # reward of the goal (coin, cheese, gem) in the games used here
-Policy = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+# policy(x, rows, hx) -> (logits, value, new hx); hx is None for a feed-forward agent
+Policy = Callable[[torch.Tensor, "np.ndarray | None", "torch.Tensor | None"],
+                  tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
 
 
 class IncompatibleAgentError(InterpError, ValueError):
@@ -42,12 +46,54 @@ def as_spec(env: str | EnvSpec) -> EnvSpec:
 
 
 def check_agent_env(model: nn.Module, spec: EnvSpec) -> None:
-    """Raise :class:`IncompatibleAgentError` unless the agent takes RGB frames and 15 actions."""
+    """Raise :class:`IncompatibleAgentError` unless the agent takes RGB frames and at most
+    Procgen's 15 actions (an agent with fewer, e.g. 9 movement-only actions, plays the first
+    ones: its output k is Procgen action k)."""
     cfg = model.config
-    if cfg.num_actions != NUM_ACTIONS or cfg.in_channels != 3:
+    if cfg.num_actions > NUM_ACTIONS or cfg.in_channels != 3:
         raise IncompatibleAgentError(
             f"agent has {cfg.num_actions} actions and {cfg.in_channels} input channels; "
             f"env {spec.variant!r} gives RGB frames (3 channels) and {NUM_ACTIONS} actions")
+
+
+class PolicyRunner:
+    """An agent playing ``rows`` vectorized envs: ``runner(x, rows) -> (logits, value)`` for
+    the observations ``x`` of the env rows ``rows`` (None: all, in order).
+
+    A recurrent agent's hidden state lives here, one row per env: each call feeds the rows'
+    state in and keeps the new one, and :meth:`reset` zeroes it where an episode starts (the
+    envs' ``first`` flags), as train-procgen-pytorch's masks do. ``policy(x, rows, hx) ->
+    (logits, value, new hx)`` defaults to ``model.step``; interventions wrap it. A feed-forward
+    agent has no state: a call is one ``policy`` call.
+    """
+
+    def __init__(self, model: nn.Module, rows: int, device: torch.device | str | None = None,
+                 policy: Policy | None = None):
+        cfg = model.config
+        self.policy = policy or (lambda x, rows, hx: model.step(x, hx))
+        self.hx = torch.zeros(rows, cfg.gru_hidden, device=device) if cfg.recurrent else None
+
+    def __call__(self, x: torch.Tensor, rows: np.ndarray | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.hx is None:
+            logits, value, _ = self.policy(x, rows, None)
+            return logits, value
+        idx = self._index(rows)
+        logits, value, hx = self.policy(x, rows, self.hx[idx])
+        self.hx[idx] = hx.to(self.hx.dtype)
+        return logits, value
+
+    def state(self, rows: np.ndarray | None = None) -> torch.Tensor | None:
+        """A copy of the hidden state ``rows`` bring into their next step (None: feed-forward)."""
+        return None if self.hx is None else self.hx[self._index(rows)].clone()
+
+    def reset(self, first: np.ndarray) -> None:
+        """Zero the hidden state of the rows whose episode starts now (bool per row)."""
+        if self.hx is not None and first.any():
+            self.hx[torch.as_tensor(first, device=self.hx.device)] = 0
+
+    def _index(self, rows: np.ndarray | None) -> slice | torch.Tensor:
+        return slice(None) if rows is None else torch.as_tensor(rows, device=self.hx.device)
 
 
 _PHILOX_M = (np.uint64(0xD2E7470EE14C6C93), np.uint64(0xCA5A826395121157))
@@ -109,6 +155,8 @@ class Frames:
     env: np.ndarray  # int (N,)
     episode: np.ndarray  # int (N,): episode index within its env
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # label key -> (N,)
+    # a recurrent agent's hidden state entering each frame (N, gru_hidden); None: feed-forward
+    hx: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -131,6 +179,9 @@ class Step:
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # label key -> (n,)
     # state_of(row) -> GameState of a flat row's env now (e.g. to render a counterfactual frame)
     state_of: Callable[[int], GameState] | None = None
+    # a recurrent agent's hidden state entering this step (n, gru_hidden), to rerun a frame
+    # with the agent's memory; None: feed-forward
+    hx: torch.Tensor | None = None
 
 
 @dataclass
@@ -167,7 +218,8 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                  progress: str | None = "episodes") -> Episodes:
     """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group.
 
-    ``policy(x, rows) -> (logits, value)`` defaults to ``model(x)``. ``max_steps`` caps the
+    ``policy(x, rows, hx) -> (logits, value, new hx)`` defaults to ``model.step(x, hx)`` (see
+    :class:`PolicyRunner`; ``hx`` is None for a feed-forward agent). ``max_steps`` caps the
     vectorized steps; ``keep_frames`` reservoir-samples that many of group 0's observations.
     ``on_step(Step)`` is called once per vectorized step, before acting, with the active rows
     (with their frames' labels when ``step_labels``). ``label_metrics=False`` skips the
@@ -178,9 +230,9 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     spec = as_spec(env)
     check_agent_env(model, spec)
     device = torch.device(device or next(model.parameters()).device)
-    policy = policy or (lambda x, rows: model(x))
     E, K = min(num_envs, episodes), math.ceil(episodes / min(num_envs, episodes))
     N = groups * E
+    runner = PolicyRunner(model, N, device, policy)
     track_end, track_distractor = _tracked(spec) if label_metrics else (False, False)
     need_labels = track_end or track_distractor or (on_step is not None and step_labels)
     names = ["return", "success", "length", "steps_to_goal"] + ["reached_end"] * track_end + [
@@ -226,16 +278,18 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                 dis[active] |= (lab["distractor_present"] > 0) & (
                     lab["agent_cell_x"] == lab["distractor_x"]) & (
                     lab["agent_cell_y"] == lab["distractor_y"])
-            logits, value = policy(preprocess(obs[active], device), active)
+            hx = runner.state(active) if on_step is not None or keep_frames else None
+            logits, value = runner(preprocess(obs[active], device), active)
             actions = np.full(N, NOOP)
             actions[active] = _sample(logits, seed, env_of[active], count[active], step[active])
             if on_step is not None:
                 on_step(Step(active, active // E, env_of[active], count[active].copy(),
                              step[active].copy(), obs[active], value.float().cpu().numpy(),
-                             actions[active], lab if step_labels else {}, lambda r: envs[r // E].get_state(r % E)))
-            for r in active[active < E] if keep_frames else ():  # reservoir sample of group 0
-                seen += 1
-                item = (obs[r], actions[r], r, count[r])
+                             actions[active], lab if step_labels else {},
+                             lambda r: envs[r // E].get_state(r % E), hx))
+            for j in np.flatnonzero(active < E) if keep_frames else ():  # reservoir: group 0
+                r, seen = active[j], seen + 1
+                item = (obs[r], actions[r], r, count[r], None if hx is None else hx[j])
                 if len(reservoir) < keep_frames:
                     reservoir.append(item)
                 elif (j := rng.integers(seen)) < keep_frames:
@@ -243,6 +297,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             for g, e in enumerate(envs):
                 e.act(actions[g * E:(g + 1) * E])
             rew, obs, first = (np.concatenate(p) for p in zip(*[e.observe() for e in envs]))
+            runner.reset(first)
             ret += rew
             step += 1
             success |= rew >= GOAL_REWARD
@@ -262,9 +317,10 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             e.close()
     frames = None
     if keep_frames:
-        o, a, r, k = zip(*reservoir) if reservoir else ([], [], [], [])
+        o, a, r, k, h = zip(*reservoir) if reservoir else ([], [], [], [], [])
         frames = Frames(np.asarray(o, np.uint8).reshape(-1, 64, 64, 3), np.asarray(a, int),
-                        np.asarray(r, int), np.asarray(k, int))
+                        np.asarray(r, int), np.asarray(k, int),
+                        hx=torch.stack(h) if h and h[0] is not None else None)
     shape = (groups, E, K)
     return Episodes({n: v.reshape(shape) for n, v in out.items()}, level_seed.reshape(shape),
                     truncated.reshape(shape), valid.reshape(shape), frames)
@@ -281,13 +337,15 @@ def sample_frames(model: nn.Module, env: str | EnvSpec, n: int, *, num_envs: int
     device = torch.device(device or next(model.parameters()).device)
     envs = np.arange(num_envs)
     count, step = np.zeros(num_envs, int), np.zeros(num_envs, int)
+    runner = PolicyRunner(model, num_envs, device)
     kept: list[tuple] = []
     keys = ("view_dim", "center_x", "center_y")
     with make_env(spec, num=num_envs, seed=seed) as venv:
         _, obs, _ = venv.observe()
         t = 0
         while len(kept) < n:
-            logits, _ = model(preprocess(obs, device))
+            hx = runner.state() if t % every == 0 else None
+            logits, _ = runner(preprocess(obs, device))
             actions = _sample(logits, seed, envs, count, step)
             if t % every == 0:
                 take = envs[:n - len(kept)]
@@ -297,13 +355,15 @@ def sample_frames(model: nn.Module, env: str | EnvSpec, n: int, *, num_envs: int
                     if labels:
                         state = venv.get_state(int(i))
                         row.update({k: float(state[k]) for k in keys})
-                    kept.append((obs[i], actions[i], i, count[i], row))
+                    kept.append((obs[i], actions[i], i, count[i], row,
+                                 None if hx is None else hx[i]))
             venv.act(actions)
             _, obs, first = venv.observe()
+            runner.reset(first)
             step = np.where(first, 0, step + 1)
             count += first
             t += 1
-    o, a, e, k, rows = zip(*kept)
+    o, a, e, k, rows, h = zip(*kept)
     lab = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
     return Frames(np.asarray(o, np.uint8), np.asarray(a, int), np.asarray(e, int),
-                  np.asarray(k, int), lab)
+                  np.asarray(k, int), lab, hx=None if h[0] is None else torch.stack(h))

@@ -18,14 +18,18 @@ from probes.features import ProbeError
 @dataclass
 class ArrayRecording:
     """A recording held in memory: ``activations[layer]`` (N, *shape), ``labels[key]`` (N,),
-    optional uint8 ``obs`` (N, 64, 64, 3), ``model_config`` (``ModelConfig.to_dict()``) and
-    ``game``. ``labels`` must include ``level_seed`` (the grouping key)."""
+    optional uint8 ``obs`` (N, 64, 64, 3), ``model_config`` (``ModelConfig.to_dict()``),
+    ``game`` and each row's ``env`` and ``step`` in its episode (rows in the order played; a
+    recurrent agent's random-agent control needs them). ``labels`` must include
+    ``level_seed`` (the grouping key)."""
 
     activations: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     obs: np.ndarray | None = None
     model_config: dict | None = None
     game: str | None = None
+    env: np.ndarray | None = None
+    step: np.ndarray | None = None
     layer_shapes: dict[str, tuple[int, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +52,14 @@ class ArrayRecording:
     def label_names(self) -> list[str]:
         return list(self.labels)
 
+    @property
+    def has_steps(self) -> bool:
+        return self.env is not None and self.step is not None
+
+    def read_steps(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(env, step in episode) of rows ``start:stop``."""
+        return self.env[start:stop], self.step[start:stop]
+
     def read_labels(self, keys: list[str]) -> dict[str, np.ndarray]:
         return {k: np.asarray(self.labels[k]) for k in keys if k in self.labels}
 
@@ -69,6 +81,11 @@ class _FileRecording:
         self.model_config = (rec.agent_manifest or {}).get("model_config")
         self.game = _game(rec.env_spec.get("variant"))
         self.label_names = list(rec.labels)
+        self.has_steps = True
+
+    def read_steps(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return (self.rec.dataset("steps/env")[start:stop],
+                self.rec.dataset("steps/step")[start:stop])
 
     def read_labels(self, keys: list[str]) -> dict[str, np.ndarray]:
         return {k: self.rec.dataset(f"labels/{k}")[:self.num_steps] for k in keys

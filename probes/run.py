@@ -217,7 +217,9 @@ def _level_subset(groups: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def _random_agent(config: dict, shapes: dict[str, tuple], seed: int) -> Callable:
-    """obs (B, 64, 64, 3) -> {layer: activations} of a freshly initialised agent."""
+    """``forward(obs (B, 64, 64, 3), env, step) -> {layer: activations}`` of a freshly
+    initialised agent. A recurrent one carries a hidden state per env across calls (rows in
+    recording order), zeroed at step 0 of an episode; a feed-forward one ignores env and step."""
     import torch
 
     from interp.hooks import UnknownLayerError, run_with_cache
@@ -226,14 +228,28 @@ def _random_agent(config: dict, shapes: dict[str, tuple], seed: int) -> Callable
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = ImpalaAgent(ModelConfig.from_dict(config)).eval()
+    names, memory = list(shapes), {}
 
-    def forward(obs: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            _, _, cache = run_with_cache(model, preprocess(obs), list(shapes))
-        return {k: v.numpy() for k, v in cache.items()}
+    @torch.inference_mode()
+    def forward(obs: np.ndarray, env: np.ndarray | None = None,
+                step: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        x = preprocess(obs)
+        if not model.config.recurrent:
+            return {k: v.numpy() for k, v in run_with_cache(model, x, names)[2].items()}
+        zero = torch.zeros(model.config.gru_hidden)
+        parts = []  # one part per run of rows with increasing env ids: one vectorized step
+        for rows in np.split(np.arange(len(x)), np.flatnonzero(np.diff(env) <= 0) + 1):
+            hx = torch.stack([zero if step[r] == 0 else memory.get(env[r], zero) for r in rows])
+            cache = run_with_cache(model, x[rows], [*names, "gru.gru"], hx=hx)[2]
+            memory.update(zip(env[rows].tolist(), cache["gru.gru"]))
+            parts.append(cache)
+        return {k: torch.cat([c[k] for c in parts]).numpy() for k in names}
+    forward.recurrent = model.config.recurrent
 
     try:
-        got = {k: v.shape[1:] for k, v in forward(np.zeros((1, 64, 64, 3), np.uint8)).items()}
+        got = {k: v.shape[1:] for k, v in forward(np.zeros((1, 64, 64, 3), np.uint8),
+                                                  np.zeros(1, int), np.zeros(1, int)).items()}
+        memory.clear()
     except UnknownLayerError as e:
         raise ProbeError(f"the random-agent control cannot hook a recorded layer: {e}") from None
     if got != shapes:
@@ -279,7 +295,8 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
     if missing:
         raise ProbeError(f"feature {feat.name!r} needs label(s) {', '.join(missing)}, which the "
                          f"recording lacks; its labels: {', '.join(rec.label_names)}")
-    tg = _targets(feat, rec.read_labels(sorted({*feat.labels, "level_seed"})), opts)
+    labels = rec.read_labels(sorted({*feat.labels, "level_seed"}))
+    tg = _targets(feat, labels, opts)
     log(f"{feat.name}: {len(tg.rows):,} of {rec.num_steps:,} rows, "
         f"{len(np.unique(tg.groups)):,} levels, {opts.folds} folds, {len(layers)} layers")
 
@@ -296,7 +313,18 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
         use_random = False
         notes.append("the recording does not give the agent's model config: no random-agent "
                      "control")
-    ra_mask = _level_subset(tg.groups, opts.random_agent_rows, opts.seed) if use_random else None
+    recurrent = use_random and bool(rec.model_config.get("gru_hidden"))
+    if recurrent and not rec.has_steps:
+        use_random = False
+        notes.append("a recurrent agent's random-agent control needs each row's env and step "
+                     "(to carry its memory): none in this recording, no random-agent control")
+    ra_mask = ra_rows = None
+    if use_random:
+        ra_mask = _level_subset(tg.groups, opts.random_agent_rows, opts.seed)
+        # the rows the random agent runs on: the chosen rows, or for a recurrent agent every
+        # row of the chosen levels (its memory needs whole episodes, in order)
+        ra_rows = np.isin(labels["level_seed"], tg.groups[ra_mask]) if recurrent else \
+            np.isin(np.arange(rec.num_steps), tg.rows[ra_mask])
     views = {name: View.make(rec.layer_shapes[name], opts.pool, opts.max_dim) for name in layers}
 
     with tempfile.TemporaryDirectory(prefix="probe-", dir=opts.workdir) as store:
@@ -317,7 +345,7 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
             probes[("pixels", "")] = probe("pixels", "", pixels, 3 * PIXEL_GRID ** 2)
         forward = _random_agent(rec.model_config, {n: rec.layer_shapes[n] for n in layers},
                                 opts.seed) if use_random else None
-        mean_obs = _stream(rec, tg, probes, layers, forward, ra_mask, opts, log, t0)
+        mean_obs = _stream(rec, tg, probes, layers, forward, ra_mask, ra_rows, opts, log, t0)
         t_pass = time.perf_counter() - t0
 
         scores, fits, metrics = _score(probes, tg, ra_mask, opts)
@@ -348,7 +376,7 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
     return results
 
 
-def _stream(rec, tg: _Targets, probes: dict, layers: list[str], forward, ra_mask,
+def _stream(rec, tg: _Targets, probes: dict, layers: list[str], forward, ra_mask, ra_rows,
             opts: ProbeOptions, log, t0: float) -> np.ndarray | None:
     """The one pass over the recording; returns the mean observation of the probed rows."""
     obs_sum = np.zeros((64, 64, 3)) if rec.has_obs else None
@@ -368,16 +396,19 @@ def _stream(rec, tg: _Targets, probes: dict, layers: list[str], forward, ra_mask
                 if p is not None:
                     p.add(p.view(raw), yb, fb)
         if obs_sum is not None:
-            obs = np.asarray(rec.read_obs(start, stop))[local]
+            batch = np.asarray(rec.read_obs(start, stop))
+            obs = batch[local]
             obs_sum += obs.sum(0)
             if ("pixels", "") in probes:
                 probes[("pixels", "")].add(pixels(obs), yb, fb)
-            m = ra_mask[i0:i1] if forward is not None else None
-            if m is not None and m.any():
-                acts = forward(obs[m])
+            run = ra_rows[start:stop] if forward is not None else None
+            if run is not None and run.any():
+                env, step = rec.read_steps(start, stop) if forward.recurrent else (None, None)
+                acts = forward(batch[run], *(None if v is None else v[run] for v in (env, step)))
+                m, use = ra_mask[i0:i1], local[run]  # the probed ones among the rows run
                 for name in layers:
                     p = probes[("random_agent", name)]
-                    p.add(p.view(acts[name]), yb[m], fb[m])
+                    p.add(p.view(acts[name][use]), yb[m], fb[m])
         if time.perf_counter() - last >= 10 or stop == rec.num_steps:
             last = time.perf_counter()
             log(f"read {i1:,}/{len(tg.rows):,} rows ({last - t0:.0f} s)")

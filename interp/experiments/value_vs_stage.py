@@ -78,7 +78,8 @@ def value_vs_stage(model: nn.Module, out: str | Path, *, episodes: int = 256,
                 state.grid[state.grid == COIN] = SPACE
                 scratch.set_state(0, state)
                 frames.append(scratch.observe()[1][0])
-            v[seen] = model(preprocess(np.stack(frames), device))[1].float().cpu().numpy()
+            hx = None if step.hx is None else step.hx[seen]  # a recurrent agent's memory
+            v[seen] = model(preprocess(np.stack(frames), device), hx)[1].float().cpu().numpy()
         return {"value_erased": v}
 
     trace = StepTrace(("progress", "goal_visible", "level_seed"), also=erased_value)

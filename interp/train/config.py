@@ -133,9 +133,12 @@ class TrainConfig:
             raise ConfigError("env.variant must be set to a variant name "
                               "(`interp envs list` shows them)")
         try:
-            ModelConfig.from_dict(self.model)
+            recurrent = ModelConfig.from_dict(self.model).recurrent
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model: {e}") from None
+        if recurrent:
+            raise ConfigError("model.gru_hidden: the trainer trains feed-forward agents only; "
+                              "recurrent agents trained elsewhere load and run everywhere")
         self.ppo.check()
         self.run.check()
         if self.ppo.num_envs % self.run.env_groups:
