@@ -20,6 +20,12 @@ app.add_typer(agents_app, name="agents")
 VARIANT_OPTIONS = typer.Option(None, "--option", "-o",
                                help="Variant option KEY=VALUE (repeatable; see `interp envs "
                                "list`).")
+NUM_LEVELS = typer.Option(None, min=0, help="Play only level seeds START .. START+N-1 (default: "
+                                            "unrestricted, any level seed).")
+START_LEVEL = typer.Option(None, min=0, help="First level seed, with --num-levels.")
+TRAINING_LEVELS = typer.Option(False, "--training-levels",
+                               help="Play the agent's own training levels (its checkpoint's "
+                                    "num_levels and start_level).")
 
 
 def _fail(err: Exception) -> None:
@@ -79,11 +85,42 @@ def envs_show(
 # ---- agents ------------------------------------------------------------------------------
 @agents_app.command("info")
 def agents_info(checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt).")) -> None:
-    """Print what a checkpoint is: architecture, env, seed, steps, code version, metrics."""
+    """Print what a checkpoint is: architecture, env, seed, steps, code version, metrics; for a
+    file trained elsewhere, what was inferred, what is missing and how to supply it."""
     from interp.checkpoint import describe_agent
 
     try:
         typer.echo(describe_agent(checkpoint))
+    except InterpError as err:
+        _fail(err)
+
+
+@agents_app.command("import")
+def agents_import(
+    checkpoint: Path = typer.Argument(..., help="An agent trained elsewhere (.pth/.pt)."),
+    env: str = typer.Option(..., "--env", help="The variant it was trained on (see `interp "
+                                               "envs list`)."),
+    out: Path = typer.Option(..., "--out", help="interp-agent file to write."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="The mode it was trained in: easy, hard, ... (required; never assumed)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
+    num_levels: int = typer.Option(0, min=0, help="Levels it was trained on (0: unrestricted)."),
+    start_level: int = typer.Option(0, min=0, help="First level seed it was trained on."),
+    steps: Optional[int] = typer.Option(None, min=0, help="Training steps (default: from a "
+                                                         "model_<steps>.pth file name)."),
+    source: Optional[str] = typer.Option(None, help="Where it comes from (a URL, a paper)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Wrap a foreign checkpoint with the env it was trained on, its steps and provenance
+    (source, the original file's sha256), so every command can use it."""
+    from interp.checkpoint import describe_agent, import_agent
+
+    try:
+        path = import_agent(checkpoint, out, env=env, distribution_mode=distribution_mode,
+                            options=_options(option), num_levels=num_levels,
+                            start_level=start_level, steps=steps, source=source,
+                            overwrite=overwrite)
+        typer.echo(describe_agent(path))
     except InterpError as err:
         _fail(err)
 
@@ -143,8 +180,11 @@ def eval_cmd(
     num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     distribution_mode: Optional[str] = typer.Option(
-        None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+        None, help="easy, hard, ... (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
+    num_levels: Optional[int] = NUM_LEVELS,
+    start_level: Optional[int] = START_LEVEL,
+    training_levels: bool = TRAINING_LEVELS,
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the table here (.md)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as "
                                                                  "JSON here."),
@@ -158,7 +198,8 @@ def eval_cmd(
     try:
         report = evaluate_agent(checkpoint, env, episodes, seed=seed, num_envs=num_envs,
                                 device=device, distribution_mode=distribution_mode,
-                                options=_options(option))
+                                options=_options(option), num_levels=num_levels,
+                                start_level=start_level, training_levels=training_levels)
     except InterpError as err:
         _fail(err)
     typer.echo(report.markdown())
@@ -191,8 +232,11 @@ def record_cmd(
     float16: Optional[bool] = typer.Option(None, "--float16", help="Store activations as float16."),
     greedy: Optional[bool] = typer.Option(None, "--greedy", help="Take argmax actions."),
     distribution_mode: Optional[str] = typer.Option(
-        None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+        None, help="easy, hard, ... (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
+    num_levels: Optional[int] = NUM_LEVELS,
+    start_level: Optional[int] = START_LEVEL,
+    training_levels: bool = TRAINING_LEVELS,
     compression: Optional[str] = typer.Option(
         None, help="Compression of activations and observations: none (default; fastest), "
         "gzip or lzf (smaller, slower; lzf needs h5py to read)."),
@@ -218,14 +262,15 @@ def record_cmd(
                              num_envs=num_envs, seed=seed, device=device, float16=float16,
                              greedy=greedy, distribution_mode=distribution_mode,
                              options=_options(option), compression=compression, mode=mode, command=command,
-                             progress=bar.update)
+                             progress=bar.update, num_levels=num_levels,
+                             start_level=start_level, training_levels=training_levels)
     except InterpError as err:
         _fail(err)
     except KeyboardInterrupt:
         _fail(RuntimeError(f"interrupted; {out} is marked incomplete. Continue it with the same "
                            "command plus --resume"))
     typer.echo(f"{summary.status}: {summary.episodes} episodes, {summary.rows:,} steps, mean "
-               f"return {summary.mean_return:.2f} in {summary.path}")
+               f"return {summary.mean_return:.2f} in {summary.path} ({summary.levels})")
 
 
 # ---- ablate / attribute ------------------------------------------------------------------
@@ -286,7 +331,7 @@ def ablate_cmd(
     rank_by: str = typer.Option("return", help="Metric to rank by (a behaviour metric, kl, "
                                                "dvalue)."),
     distribution_mode: Optional[str] = typer.Option(
-        None, help="easy or hard (default: the agent's training mode, else easy)."),
+        None, help="easy or hard (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
 ) -> None:
@@ -336,7 +381,7 @@ def attribute_cmd(
     n_steps: int = typer.Option(32, min=2, help="Integration steps (IG methods)."),
     grid: int = typer.Option(6, min=1, help="Frames in the overlay grid."),
     distribution_mode: Optional[str] = typer.Option(
-        None, help="easy or hard (default: the agent's training mode, else easy)."),
+        None, help="easy or hard (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
 ) -> None:

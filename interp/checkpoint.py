@@ -1,4 +1,5 @@
-"""Self-describing agent checkpoints; also reads train-procgen-pytorch checkpoints.
+"""Self-describing agent checkpoints; also reads agents saved by train-procgen-pytorch and
+procgen-tools (and wraps them in our format: :func:`import_agent`).
 
 Our format is one ``torch.save``d dict of plain Python values and tensors (loadable with
 ``weights_only=True``): ``format="interp-agent"``, ``format_version``, ``model_config``,
@@ -10,6 +11,7 @@ Our format is one ``torch.save``d dict of plain Python values and tensors (loada
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import re
 import tempfile
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from interp.device import resolve_device
+from interp.envs.core import NUM_ACTIONS
 from interp.errors import InterpError
 from interp.models import ImpalaAgent, ModelConfig
 from interp.version import code_version
@@ -31,9 +34,16 @@ FORMAT_VERSION = 1
 _STATE_KEYS = ("model_state_dict", "optimizer_state_dict")
 _MANIFEST_KEYS = ("format", "format_version", "model_config", "env_spec", "seed", "steps",
                   "train_config", "metrics", "code_version", "created", "extra")
-_LEGACY_HINT = ("expected an interp-agent checkpoint, a train-procgen-pytorch dict "
-                "{'model_state_dict', 'optimizer_state_dict'}, or a bare IMPALA state_dict "
-                "with keys like 'embedder.block1.conv.weight'")
+FOREIGN = "train-procgen-pytorch"  # source_format of every checkpoint not written here
+# state-dict wrappers of the train-procgen-pytorch lineage: top-level key -> layout name
+_WRAPPERS = {"model_state_dict": "{'model_state_dict', 'optimizer_state_dict'} (jbkjr fork, "
+                                 "procgen-tools)",
+             "state_dict": "{'state_dict'} (train-procgen-pytorch agents/ppo.py)"}
+SUPPORTED = ("this tool runs IMPALA-CNN actor-critics as train-procgen-pytorch and procgen-tools "
+             "save them: embedder.block1-3 (conv, res1, res2), embedder.fc, fc_policy, fc_value "
+             "and optionally a GRU (gru.gru), in an interp-agent file, a {'state_dict'} or "
+             "{'model_state_dict'} dict or a bare state dict")
+_STEPS_IN_NAME = re.compile(r"^model_(\d+)\.pth?$")  # train-procgen-pytorch's file names
 
 
 class CheckpointError(InterpError, ValueError):
@@ -48,23 +58,58 @@ class LoadedAgent:
     manifest: dict[str, Any]
     optimizer_state: dict[str, Any] | None
     source_format: str  # "interp" | "train-procgen-pytorch"
+    layout: str = FORMAT  # how the file holds the weights (see _WRAPPERS)
+    path: Path | None = None
 
     def env_spec(self, variant: str | None = None, distribution_mode: str | None = None,
-                 options: dict | None = None):
+                 options: dict | None = None, *, num_levels: int | None = None,
+                 start_level: int | None = None, training_levels: bool = False):
         """The env to run this agent on: ``variant`` (default: the one it was trained on) in
-        ``distribution_mode`` (default: its training mode, else easy). On its training variant
-        the training options hold unless ``options`` override them; another variant starts
-        from its own defaults."""
+        ``distribution_mode`` (default: its training mode; never assumed for a file that does
+        not say it). On its training variant the training options hold unless ``options``
+        override them; another variant starts from its own defaults. Levels: ``num_levels`` /
+        ``start_level`` when given, else its own training levels with ``training_levels``,
+        else unrestricted (any level seed)."""
         from interp.envs import EnvSpec
 
         trained = self.manifest.get("env_spec") or {}
         variant = variant or trained.get("variant")
         if variant is None:
-            raise CheckpointError("the checkpoint does not say which env it was trained on "
-                                  "(a train-procgen-pytorch file?); pass --env")
-        mode = distribution_mode or trained.get("distribution_mode") or "easy"
+            raise self.missing("which env it was trained on", "--env VARIANT")
+        mode = distribution_mode or trained.get("distribution_mode")
+        if mode is None:
+            raise self.missing("which distribution mode it was trained in",
+                               "--distribution-mode easy|hard")
+        num_levels, start_level = self.levels(num_levels, start_level, training_levels)
         base = (trained.get("options") or {}) if variant == trained.get("variant") else {}
-        return EnvSpec(variant, mode, options={**base, **(options or {})})
+        return EnvSpec(variant, mode, num_levels or 0, start_level or 0,
+                       options={**base, **(options or {})})
+
+    def levels(self, num_levels: int | None = None, start_level: int | None = None,
+               training_levels: bool = False) -> tuple[int | None, int | None]:
+        """``(num_levels, start_level)`` as given, or the agent's training levels with
+        ``training_levels``; None where neither says (unrestricted)."""
+        if start_level and not num_levels:
+            raise CheckpointError("--start-level needs --num-levels N (with 0 levels every "
+                                  "level seed is drawn at random)")
+        if not training_levels:
+            return num_levels, start_level
+        if num_levels is not None or start_level is not None:
+            raise CheckpointError("give --training-levels or --num-levels/--start-level, "
+                                  "not both")
+        trained = self.manifest.get("env_spec")
+        if not trained:
+            raise self.missing("which levels it was trained on", "--num-levels N --start-level S")
+        return trained.get("num_levels", 0), trained.get("start_level", 0)
+
+    def missing(self, what: str, option: str) -> CheckpointError:
+        """The error for a fact about the training env that the checkpoint lacks: pass
+        ``option``, or import the file once with its env spec."""
+        name = self.path or "CKPT"
+        return CheckpointError(
+            f"{name} does not say {what} (a file trained elsewhere); pass {option}, or import it "
+            f"once: interp agents import {name} --env VARIANT --distribution-mode easy|hard "
+            "[--num-levels N --start-level S] --out agent.pt")
 
 
 def _plain(obj: Any, where: str) -> Any:
@@ -82,7 +127,8 @@ def _plain(obj: Any, where: str) -> Any:
 
 
 def save_agent(path: str | os.PathLike, model: nn.Module, *, env_spec: dict | None,
-               seed: int | None, steps: int, optimizer: torch.optim.Optimizer | dict | None = None,
+               seed: int | None, steps: int | None,
+               optimizer: torch.optim.Optimizer | dict | None = None,
                train_config: dict | None = None, metrics: dict | None = None,
                extra: dict | None = None) -> Path:
     """Write ``model`` and its provenance to ``path`` atomically (tmp file + ``os.replace``)."""
@@ -97,7 +143,8 @@ def save_agent(path: str | os.PathLike, model: nn.Module, *, env_spec: dict | No
         "model_state_dict": {k: v.detach().cpu().contiguous()
                              for k, v in model.state_dict().items()},
         **({"optimizer_state_dict": optimizer} if optimizer is not None else {}),
-        "env_spec": env_spec, "seed": seed, "steps": int(steps), "train_config": train_config,
+        "env_spec": env_spec, "seed": seed, "steps": None if steps is None else int(steps),
+        "train_config": train_config,
         "metrics": metrics, "code_version": code_version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "extra": extra,
@@ -131,25 +178,52 @@ def _read(path: Path) -> Any:
                               f"({type(e).__name__})") from e
 
 
+def _family(key: str) -> str:
+    """The module a parameter belongs to, numbered siblings merged: 'embedder.target_block2.conv
+    .weight' -> 'embedder.target_block*', 'fc_policy.weight' -> 'fc_policy'."""
+    parts = key.split(".")[:-1][:2] or [key]
+    return ".".join(re.sub(r"\d+$", "*", p) for p in parts)
+
+
+def _families(keys: list[str]) -> str:
+    """'embedder.target_block* (30 tensors, e.g. embedder.target_block1.conv.weight), ...'."""
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        groups.setdefault(_family(k), []).append(k)
+    return ", ".join(f"{fam} ({len(ks)} tensor{'s' * (len(ks) > 1)}, e.g. {ks[0]})"
+                     for fam, ks in groups.items())
+
+
 def _infer_config(sd: dict[str, torch.Tensor], path: Path) -> ModelConfig:
-    """Width, actions, input channels and hidden size from a train-procgen-pytorch state dict."""
-    try:
-        conv, fc, policy = (sd[k] for k in ("embedder.block1.conv.weight", "embedder.fc.weight",
-                                             "fc_policy.weight"))
-    except KeyError as e:
-        raise CheckpointError(f"{path}: cannot infer the architecture, missing {e}; "
-                              f"{_LEGACY_HINT}") from e
+    """Width, actions, input channels, hidden and GRU sizes from an IMPALA state dict."""
+    needed = ("embedder.block1.conv.weight", "embedder.fc.weight", "fc_policy.weight")
+    absent = [k for k in needed if not isinstance(sd.get(k), torch.Tensor)]
+    if absent:
+        hint = (" (keys without 'embedder.': an embedder's own state dict, no policy; save the "
+                "whole policy's)" if "block1.conv.weight" in sd else "")
+        raise CheckpointError(f"{path}: not an IMPALA agent: no {', '.join(absent)}; it holds "
+                              f"{_families(sorted(sd)) or 'no tensors'}{hint}; {SUPPORTED}")
+    conv, fc, policy = (sd[k] for k in needed)
     if conv.ndim != 4 or conv.shape[0] % 16:
         raise CheckpointError(f"{path}: cannot infer width from embedder.block1.conv.weight of "
                               f"shape {tuple(conv.shape)} (out channels must be 16 x width)")
+    gru = sd.get("gru.gru.weight_hh_l0")
     return ModelConfig(width=conv.shape[0] // 16, num_actions=policy.shape[0],
-                       in_channels=conv.shape[1], hidden=fc.shape[0])
+                       in_channels=conv.shape[1], hidden=fc.shape[0],
+                       gru_hidden=0 if gru is None else gru.shape[1])
 
 
-def _split(obj: Any, path: Path) -> tuple[str, dict, dict[str, Any], dict | None]:
-    """-> (source_format, model_state_dict, manifest, optimizer_state)."""
+def _recognised(cfg: ModelConfig) -> str:
+    """What the weights were read as, for error messages and ``agents info``."""
+    return (f"IMPALA embedder of width {cfg.width} (channels {'/'.join(map(str, cfg.channels))}, "
+            f"fc {cfg.hidden}), " + (f"GRU of hidden size {cfg.gru_hidden}, " if cfg.recurrent
+                                     else "") + f"{cfg.num_actions}-action policy head, value head")
+
+
+def _split(obj: Any, path: Path) -> tuple[str, str, dict, dict[str, Any], dict | None]:
+    """-> (source_format, layout, model_state_dict, manifest, optimizer_state)."""
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}; {_LEGACY_HINT}")
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}; {SUPPORTED}")
     if obj.get("format") == FORMAT:
         if obj.get("format_version") != FORMAT_VERSION:
             raise CheckpointError(f"{path}: interp-agent format_version "
@@ -161,48 +235,110 @@ def _split(obj: Any, path: Path) -> tuple[str, dict, dict[str, Any], dict | None
             raise CheckpointError(f"{path}: malformed interp-agent checkpoint (missing "
                                   f"{missing}, unexpected {unexpected[:5]})")
         manifest = {k: obj.get(k) for k in _MANIFEST_KEYS}
-        return "interp", obj["model_state_dict"], manifest, obj.get("optimizer_state_dict")
-    if "model_state_dict" in obj:
-        sd, opt = obj["model_state_dict"], obj.get("optimizer_state_dict")
-        rest = {k: v for k, v in obj.items() if k not in _STATE_KEYS}
+        return "interp", FORMAT, obj["model_state_dict"], manifest, obj.get("optimizer_state_dict")
+    key = next((k for k in _WRAPPERS if k in obj), None)
+    if key is not None:
+        sd, opt, layout = obj[key], obj.get("optimizer_state_dict"), _WRAPPERS[key]
+        rest = {k: v for k, v in obj.items() if k not in (key, "optimizer_state_dict")}
     elif obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        sd, opt, rest = obj, None, {}
+        sd, opt, rest, layout = obj, None, {}, "bare state dict"
     else:
         raise CheckpointError(f"{path}: unrecognised checkpoint with top-level keys "
-                              f"{sorted(map(str, obj))[:5]}; {_LEGACY_HINT}")
+                              f"{sorted(map(str, obj))[:5]}; {SUPPORTED}")
     if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: model_state_dict is a {type(sd).__name__}, not a dict")
+        raise CheckpointError(f"{path}: {key} is a {type(sd).__name__}, not a state dict")
+    if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}  # saved from nn.DataParallel
+        layout += ", keys with the 'module.' prefix of DataParallel"
     manifest = dict.fromkeys(_MANIFEST_KEYS)
-    manifest.update(format="train-procgen-pytorch", model_config=_infer_config(sd, path).to_dict(),
+    manifest.update(format=FOREIGN, model_config=_infer_config(sd, path).to_dict(),
                     extra=rest or None)
-    return "train-procgen-pytorch", sd, manifest, opt
+    return FOREIGN, layout, sd, manifest, opt
 
 
 def load_agent(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedAgent:
-    """Load an interp-agent or train-procgen-pytorch checkpoint; the model is in eval mode.
+    """Load an interp-agent checkpoint or an IMPALA agent saved by train-procgen-pytorch or
+    procgen-tools (any layout of :data:`_WRAPPERS`, a bare state dict, DataParallel's
+    ``module.`` keys; widths and action counts inferred; recurrent ones with their GRU).
+    The model is in eval mode. For a file from elsewhere the env spec, seed, steps etc. are
+    unknown (None): ``interp agents import`` adds them.
 
-    ``device``: cpu, cuda[:N] or auto. For train-procgen-pytorch files the env spec, seed,
-    steps etc. are unknown (None).
+    ``device``: cpu, cuda[:N] or auto.
     """
     device = resolve_device(device)
     path = Path(path)
-    source, sd, manifest, opt = _split(_read(path), path)
+    source, layout, sd, manifest, opt = _split(_read(path), path)
     try:
-        model = ImpalaAgent(ModelConfig.from_dict(manifest["model_config"]))
+        config = ModelConfig.from_dict(manifest["model_config"])
+        model = ImpalaAgent(config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model_config: {e}") from e
     missing, unexpected = (sorted(set(model.state_dict()) - set(sd)),
                            sorted(set(sd) - set(model.state_dict())))
     if missing or unexpected:
-        raise CheckpointError(f"{path}: state dict does not match the IMPALA agent: missing "
-                              f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-                              f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}; "
-                              f"{_LEGACY_HINT}")
+        found = "; ".join(f"{what} {_families(keys)}" for what, keys in
+                          (("unexpected", unexpected), ("missing", missing)) if keys)
+        raise CheckpointError(f"{path}: not an IMPALA agent this tool can run: {found}. It "
+                              f"reads as: {_recognised(config)}; {SUPPORTED}")
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:  # shape mismatches
-        raise CheckpointError(f"{path}: {e}") from e
-    return LoadedAgent(model.to(device).eval(), manifest, opt, source)
+        detail = " ".join(str(e).split())
+        raise CheckpointError(f"{path}: weights do not fit an {_recognised(config)}: "
+                              f"{detail}") from e
+    return LoadedAgent(model.to(device).eval(), manifest, opt, source, layout, path)
+
+
+def steps_from_name(path: str | os.PathLike) -> int | None:
+    """Training steps in a train-procgen-pytorch file name (``model_<steps>.pth``), or None."""
+    found = _STEPS_IN_NAME.match(Path(path).name)
+    return int(found[1]) if found else None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def import_agent(checkpoint: str | os.PathLike, out: str | os.PathLike, *, env: str,
+                 distribution_mode: str | None, options: dict | None = None,
+                 num_levels: int = 0, start_level: int = 0, steps: int | None = None,
+                 source: str | None = None, overwrite: bool = False) -> Path:
+    """Wrap an agent trained elsewhere in an interp-agent file that says what it was trained
+    on: the env spec (``env`` with ``options``, ``distribution_mode``, the level range),
+    ``steps`` (default: from a ``model_<steps>.pth`` name), and where the weights came from
+    (``extra["imported_from"]``: file name, sha256, layout, ``source``). The optimizer state
+    is not copied. Everything is checked before ``out`` is written."""
+    from interp.envs import EnvSpec
+    from interp.rollout import check_agent_env
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.resolve() == checkpoint.resolve():
+        raise CheckpointError(f"--out {out} is the file being imported; write a new file")
+    if out.exists() and not overwrite:
+        raise CheckpointError(f"{out} already exists; pass --overwrite to replace it")
+    if not distribution_mode:
+        raise CheckpointError("--distribution-mode is required: the mode the agent was trained "
+                              "in (easy or hard; train-procgen-pytorch's config names say it, "
+                              "e.g. easy-200); it is never assumed")
+    agent = load_agent(checkpoint)
+    if agent.source_format != FOREIGN:
+        raise CheckpointError(f"{checkpoint} is already an interp-agent checkpoint (env spec "
+                              f"{_fmt(agent.manifest['env_spec'])}); nothing to import")
+    if steps is not None and steps < 0:
+        raise CheckpointError(f"--steps must be >= 0, got {steps}")
+    spec = EnvSpec(env, distribution_mode, num_levels, start_level, dict(options or {}))
+    check_agent_env(agent.model, spec)
+    origin = {"file": checkpoint.name, "sha256": file_sha256(checkpoint), "layout": agent.layout,
+              "source": source}
+    if agent.manifest["extra"]:
+        origin["other_entries"] = sorted(agent.manifest["extra"])
+    return save_agent(out, agent.model, env_spec=spec.to_dict(), seed=None,
+                      steps=steps_from_name(checkpoint) if steps is None else steps,
+                      extra={"imported_from": origin})
 
 
 def _fmt(value: Any) -> str:
@@ -218,28 +354,54 @@ def _fmt(value: Any) -> str:
 
 
 def describe_agent(path: str | os.PathLike) -> str:
-    """Human-readable summary of a checkpoint (what ``interp agents info CKPT`` prints)."""
+    """Human-readable summary of a checkpoint (what ``interp agents info CKPT`` prints). For a
+    file from elsewhere: what it holds, what was inferred from the weights, what is missing and
+    how to supply it."""
     agent = load_agent(path)
     m, cfg = agent.manifest, agent.model.config
+    foreign = agent.source_format == FOREIGN
+    inferred = " (inferred from the weights)" if foreign else ""
     unknown = lambda v: "unknown" if v is None else _fmt(v)  # noqa: E731
+    steps = m["steps"] if m["steps"] is not None else steps_from_name(path) if foreign else None
     lines = [
         ("file", str(path)),
-        ("format", f"{m['format']}" + (f" v{m['format_version']}" if m["format_version"] else "")),
+        ("format", f"{FOREIGN}, layout {agent.layout}" if foreign else
+         f"{m['format']} v{m['format_version']}"),
         ("architecture", f"{cfg.arch} (channels {'/'.join(map(str, cfg.channels))}, "
-                         f"hidden {cfg.hidden})"),
-        ("width", str(cfg.width)),
+                         f"hidden {cfg.hidden}){inferred}"),
+        ("width", f"{cfg.width}{inferred}"),
+        ("recurrent", (f"yes, GRU with hidden size {cfg.gru_hidden}" if cfg.recurrent else "no")
+         + inferred),
         ("params", f"{agent.model.num_params():,}"),
-        ("actions", str(cfg.num_actions)),
-        ("env spec", unknown(m["env_spec"])),
+        ("actions", f"{cfg.num_actions}" + ("" if cfg.num_actions == NUM_ACTIONS else
+                                            f" (plays Procgen actions 0-{cfg.num_actions - 1})")
+         + inferred),
+        ("env spec", ("missing: the variant, distribution mode and levels it was trained on"
+                      if foreign else unknown(m["env_spec"]))),
         ("seed", unknown(m["seed"])),
-        ("steps", "unknown" if m["steps"] is None else f"{m['steps']:,}"),
+        ("steps", "unknown" if steps is None else f"{steps:,}" + (
+            " (inferred from the file name)" if m["steps"] is None else "")),
         ("code version", unknown(m["code_version"])),
         ("created", unknown(m["created"])),
         ("optimizer state", "yes" if agent.optimizer_state is not None else "no"),
     ]
     if m["metrics"]:
         lines += [(f"metric {k}", _fmt(v)) for k, v in m["metrics"].items()]
-    if m["extra"]:
-        lines.append(("extra", ", ".join(map(str, m["extra"]))))
+    extra = dict(m["extra"] or {})
+    origin = extra.pop("imported_from", None) if not foreign else None
+    if origin:
+        lines.append(("imported from", f"{origin['file']} (sha256 {origin['sha256']}, layout "
+                                       f"{origin['layout']})"))
+        lines.append(("source", unknown(origin.get("source"))))
+    if extra:
+        lines.append(("other entries" if foreign else "extra", ", ".join(map(str, extra))))
     width = max(len(k) for k, _ in lines)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+    text = "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+    if foreign:
+        text += (f"\n\nsha256 {file_sha256(path)}. Commands that need the training env "
+                 "(maze-corner, misgen-rates, colour-shape, --training-levels) refuse this file; "
+                 "others need --env and --distribution-mode. Make it self-describing once:\n"
+                 f"  interp agents import {path} --env VARIANT --distribution-mode easy|hard "
+                 "[-o KEY=VALUE] [--num-levels N --start-level S] [--steps N] [--source TEXT] "
+                 "--out agent.pt")
+    return text

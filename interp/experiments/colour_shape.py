@@ -54,10 +54,14 @@ def training_spec(agent: LoadedAgent, name: str = "agent") -> EnvSpec:
     """The checkpoint's env spec; it must be a colour-shape maze."""
     d = agent.manifest.get("env_spec")
     spec = EnvSpec.from_dict(d) if d else None
-    if spec is None or spec.variant not in FAMILY:
+    if spec is None:
+        raise ExperimentError(f"{name}: colour-shape needs the agent's training env, which its "
+                              "checkpoint does not say (a file trained elsewhere); import it "
+                              "once: interp agents import CKPT --env colour-shape -o goal=... "
+                              "--distribution-mode easy --out agent.pt")
+    if spec.variant not in FAMILY:
         raise ExperimentError(f"{name}: colour-shape needs an agent trained on one of "
-                              f"{', '.join(FAMILY)} (its env spec says "
-                              f"{spec.variant if spec else 'nothing'!r})")
+                              f"{', '.join(FAMILY)} (its env spec says {spec.variant!r})")
     return spec
 
 

@@ -41,10 +41,13 @@ REGION_SIZES = (1, 2, 3, 4, 5, 7, 10, 15)
 
 
 def training_mazes(agent: LoadedAgent, name: str = "agent") -> dict:
-    """``distribution_mode`` and ``max_maze_size`` of the agent's training mazes (easy, engine
-    sizes for a checkpoint without an env spec); an agent of another game is an error."""
+    """``distribution_mode`` and ``max_maze_size`` of the agent's training mazes; an agent of
+    another game, or whose checkpoint does not say its training env, is an error."""
     if not agent.manifest.get("env_spec"):
-        return {}
+        raise ExperimentError(f"{name}: maze-corner plays the agent's training mazes, but its "
+                              "checkpoint does not say them (a file trained elsewhere); import "
+                              "it once: interp agents import CKPT --env maze-cheese-top-right "
+                              "--distribution-mode easy|hard --out agent.pt")
     spec = agent.env_spec()
     if get_variant(spec.variant).game != "maze":
         raise ExperimentError(f"{name}: maze-corner needs a maze agent (its env spec says "

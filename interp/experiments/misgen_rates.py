@@ -58,9 +58,10 @@ def random_coin_fraction(agent: LoadedAgent, name: str = "agent") -> tuple[float
     """(fraction of training levels with a random coin, training env spec) of a checkpoint."""
     d = agent.manifest.get("env_spec")
     if not d:
-        raise ExperimentError(f"{name}: the checkpoint stores no env spec (a train-procgen-pytorch "
-                              "file?), so its random-coin fraction is unknown; use checkpoints "
-                              "written by `interp train`")
+        raise ExperimentError(f"{name}: the checkpoint stores no env spec (a file trained "
+                              "elsewhere), so its training levels and random-coin fraction are "
+                              "unknown; import it once: interp agents import CKPT --env coinrun "
+                              "--distribution-mode easy|hard [--num-levels N] --out agent.pt")
     spec = EnvSpec.from_dict(d)
     if spec.variant == "coinrun-coin-mix":
         return float(spec.resolved_options()["random_coin_fraction"]), spec
@@ -76,9 +77,9 @@ def misgen_rates(agents: list[tuple[str, LoadedAgent]], out: str | Path, *,
                  max_steps: int | None = None, device: str | None = None) -> list[Path]:
     """Run the experiment for ``(name, agent)`` pairs; write ``misgen-rates.csv``,
     ``misgen-rates.png`` and ``summary.md``."""
+    specs = [random_coin_fraction(a, name) for name, a in agents]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [random_coin_fraction(a, name) for name, a in agents]
     rows, cut = [], 0
     for (name, agent), (fraction, train_spec) in sorted(zip(agents, specs),
                                                         key=lambda t: t[1][0]):
