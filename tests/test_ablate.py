@@ -16,6 +16,7 @@ from interp.stats import bootstrap_mean
 
 LAYER = "embedder.block2.res1.conv1"
 RUN = dict(episodes=4, num_envs=2, max_steps=25, frames=12)  # tiny: 2 envs x 2 episodes
+COINRUN = {"variant": "coinrun", "distribution_mode": "easy"}  # env spec of the test agents
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +94,12 @@ def test_bad_inputs(model):
     with pytest.raises(AblationError, match="stats are for layer 'input'"):
         ablate(model, "coinrun", LAYER, [[0]], mode="mean", stats=stats)
     with pytest.raises(IncompatibleAgentError, match="15 actions"):
-        ablate(ImpalaAgent(num_actions=4), "coinrun", LAYER, [[0]])
+        ablate(ImpalaAgent(num_actions=16), "coinrun", LAYER, [[0]])
 
 
 @pytest.fixture(scope="module")
 def ckpt(model, tmp_path_factory):
-    return save_agent(tmp_path_factory.mktemp("agent") / "agent.pt", model, env_spec=None,
+    return save_agent(tmp_path_factory.mktemp("agent") / "agent.pt", model, env_spec=COINRUN,
                       seed=0, steps=0)
 
 
@@ -134,7 +135,7 @@ def test_cli_ablate_errors(ckpt, args, message):
 
 
 def test_cli_mismatched_agent(tmp_path):
-    path = save_agent(tmp_path / "a.pt", ImpalaAgent(num_actions=4), env_spec=None, seed=0,
+    path = save_agent(tmp_path / "a.pt", ImpalaAgent(num_actions=16), env_spec=COINRUN, seed=0,
                       steps=0)
     res = CliRunner().invoke(app, ["ablate", str(path), "--env", "coinrun", "--input-colour", "R"])
-    assert res.exit_code == 2 and "4 actions" in res.output
+    assert res.exit_code == 2 and "16 actions" in res.output

@@ -191,7 +191,7 @@ def test_cli_eval_end_to_end(runner, tmp_path):
 
 def test_cli_eval_bad_inputs_name_the_fix(runner, tmp_path):
     ckpt = _save(tmp_path, runner, "coinrun")
-    wide = _save(tmp_path, ImpalaAgent(ModelConfig(num_actions=4)), "maze")
+    wide = _save(tmp_path, ImpalaAgent(ModelConfig(num_actions=16)), "maze")
 
     def fails(*args):
         res = CliRunner().invoke(app, ["eval", *map(str, args), "--device", "cpu"])

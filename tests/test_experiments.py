@@ -152,7 +152,8 @@ def test_maze_corner_plays_the_agents_training_mazes(model, tmp_path):
     assert {int(r["cheese_ring"]) for r in eps} <= set(range(1, 6))
     assert "(hard, mazes up to 5x5)" in (tmp_path / "summary.md").read_text()
     legacy = LoadedAgent(model, {"env_spec": None}, None, "train-procgen-pytorch")
-    assert training_mazes(legacy) == {}  # easy, the engine's sizes
+    with pytest.raises(ExperimentError, match="interp agents import"):  # never assumed
+        training_mazes(legacy)
     coinrun = LoadedAgent(model, {"env_spec": EnvSpec("coinrun").to_dict()}, None, "interp")
     with pytest.raises(ExperimentError, match="needs a maze agent"):
         training_mazes(coinrun, "cr")

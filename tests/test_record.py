@@ -19,6 +19,7 @@ from interp.envs import EnvConfigError, make_env
 from interp.hooks import UnknownLayerError, run_with_cache
 from interp.models import ImpalaAgent, ModelConfig, preprocess
 from interp.record import NOOP, RecordError, record
+from interp.rollout import IncompatibleAgentError
 
 EPISODES, ENVS = 6, 3
 
@@ -214,8 +215,8 @@ def test_bad_input(agent, tmp_path):
         record(agent, out, episodes=1, layers=["embedder.nope"], device="cpu")
     with pytest.raises(EnvConfigError, match="unknown env variant"):
         record(agent, out, episodes=1, env="coinrum", device="cpu")
-    other = make_agent(tmp_path / "ten.pt", num_actions=10)
-    with pytest.raises(RecordError, match="10 actions but env 'coinrun' has 15"):
+    other = make_agent(tmp_path / "sixteen.pt", num_actions=16)
+    with pytest.raises(IncompatibleAgentError, match="16 actions.*15 actions"):
         record(other, out, episodes=1, device="cpu")
     assert not out.exists()
     blocker = tmp_path / "file"

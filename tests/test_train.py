@@ -75,6 +75,7 @@ def test_inherit_merges_sections(tmp_path):
     ("inherit: easy\nppo: {num_minibatches: 7}\n", "must divide num_envs * num_steps"),
     ("inherit: easy\nrun: {env_groups: 3}\n", "run.env_groups (3) must divide ppo.num_envs"),
     ("inherit: easy\nmodel: {width: 0}\n", "model: ModelConfig.width must be a positive int"),
+    ("inherit: easy\nmodel: {gru_hidden: 64}\n", "trains feed-forward agents only"),
     ("inherit: easy\nenv: {variant: maze, levels: 3}\n", "unknown key env.levels"),
     ("inherit: nowhere\n", "config 'nowhere' not found"),
 ])
