@@ -12,12 +12,11 @@ Layout of ``agents/<name>/``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from interp.checkpoint import load_agent
+from interp.checkpoint import file_sha256, load_agent
 from interp.errors import InterpError
 from interp.plots import training_curve
 
@@ -26,14 +25,6 @@ RUN_FILES = ("config.yaml", "progress.csv")
 
 class PackageError(InterpError, ValueError):
     """A run that cannot be packaged (missing, unfinished) or a destination in the way."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def final_checkpoint(run_dir: Path) -> Path:
@@ -74,7 +65,7 @@ def package_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False
                    f"{out.name}: {m['env_spec']['variant']}, seed {m['seed']}, "
                    f"{m['steps']:,} steps")
     manifest = {
-        "agent": "agent.pt", "sha256": sha256(out / "agent.pt"),
+        "agent": "agent.pt", "sha256": file_sha256(out / "agent.pt"),
         "bytes": (out / "agent.pt").stat().st_size, "steps": m["steps"], "seed": m["seed"],
         "env_spec": m["env_spec"], "model_config": m["model_config"],
         "code_version": m["code_version"], "created": m["created"],
@@ -90,7 +81,7 @@ def verify_package(directory: str | Path) -> dict:
     """Check ``agent.pt`` against ``manifest.json`` (size and SHA-256); return the manifest."""
     directory = Path(directory)
     manifest = json.loads((directory / "manifest.json").read_text())
-    digest = sha256(directory / manifest["agent"])
+    digest = file_sha256(directory / manifest["agent"])
     if digest != manifest["sha256"]:
         raise PackageError(f"{directory}/{manifest['agent']} does not match its manifest "
                            f"(sha256 {digest[:12]}..., manifest {manifest['sha256'][:12]}...): "

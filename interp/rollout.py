@@ -287,9 +287,10 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                              step[active].copy(), obs[active], value.float().cpu().numpy(),
                              actions[active], lab if step_labels else {},
                              lambda r: envs[r // E].get_state(r % E), hx))
-            for j in np.flatnonzero(active < E) if keep_frames else ():  # reservoir: group 0
-                r, seen = active[j], seen + 1
-                item = (obs[r], actions[r], r, count[r], None if hx is None else hx[j])
+            for i in np.flatnonzero(active < E) if keep_frames else ():  # reservoir: group 0
+                r = active[i]
+                seen += 1
+                item = (obs[r], actions[r], r, count[r], None if hx is None else hx[i])
                 if len(reservoir) < keep_frames:
                     reservoir.append(item)
                 elif (j := rng.integers(seen)) < keep_frames:

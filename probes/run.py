@@ -384,7 +384,11 @@ def _stream(rec, tg: _Targets, probes: dict, layers: list[str], forward, ra_mask
     for start in range(0, rec.num_steps, opts.batch_size):
         stop = min(start + opts.batch_size, rec.num_steps)
         local = tg.keep[start:stop]
+        run = ra_rows[start:stop] if forward is not None else None  # random-agent rows
         if not local.any():
+            if run is not None and run.any():  # a recurrent random agent's memory needs them
+                forward(np.asarray(rec.read_obs(start, stop))[run],
+                        *(v[run] for v in rec.read_steps(start, stop)))
             continue
         i0, i1 = np.searchsorted(tg.rows, [start, stop])
         fb, yb = tg.fold[i0:i1], tg.columns[i0:i1]
@@ -401,12 +405,11 @@ def _stream(rec, tg: _Targets, probes: dict, layers: list[str], forward, ra_mask
             obs_sum += obs.sum(0)
             if ("pixels", "") in probes:
                 probes[("pixels", "")].add(pixels(obs), yb, fb)
-            run = ra_rows[start:stop] if forward is not None else None
             if run is not None and run.any():
                 env, step = rec.read_steps(start, stop) if forward.recurrent else (None, None)
                 acts = forward(batch[run], *(None if v is None else v[run] for v in (env, step)))
                 m, use = ra_mask[i0:i1], local[run]  # the probed ones among the rows run
-                for name in layers:
+                for name in layers if m.any() else ():
                     p = probes[("random_agent", name)]
                     p.add(p.view(acts[name][use]), yb[m], fb[m])
         if time.perf_counter() - last >= 10 or stop == rec.num_steps:
