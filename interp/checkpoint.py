@@ -43,6 +43,8 @@ SUPPORTED = ("this tool runs IMPALA-CNN actor-critics as train-procgen-pytorch a
              "save them: embedder.block1-3 (conv, res1, res2), embedder.fc, fc_policy, fc_value "
              "and optionally a GRU (gru.gru), in an interp-agent file, a {'state_dict'} or "
              "{'model_state_dict'} dict or a bare state dict")
+START_NEEDS_LEVELS = ("--start-level needs --num-levels N (with 0 levels every level seed is "
+                      "drawn at random)")
 _STEPS_IN_NAME = re.compile(r"^model_(\d+)\.pth?$")  # train-procgen-pytorch's file names
 
 
@@ -90,8 +92,7 @@ class LoadedAgent:
         """``(num_levels, start_level)`` as given, or the agent's training levels with
         ``training_levels``; None where neither says (unrestricted)."""
         if start_level and not num_levels:
-            raise CheckpointError("--start-level needs --num-levels N (with 0 levels every "
-                                  "level seed is drawn at random)")
+            raise CheckpointError(START_NEEDS_LEVELS)
         if not training_levels:
             return num_levels, start_level
         if num_levels is not None or start_level is not None:
@@ -331,6 +332,8 @@ def import_agent(checkpoint: str | os.PathLike, out: str | os.PathLike, *, env: 
                               f"{_fmt(agent.manifest['env_spec'])}); nothing to import")
     if steps is not None and steps < 0:
         raise CheckpointError(f"--steps must be >= 0, got {steps}")
+    if start_level and not num_levels:
+        raise CheckpointError(START_NEEDS_LEVELS)
     spec = EnvSpec(env, distribution_mode, num_levels, start_level, dict(options or {}))
     check_agent_env(agent.model, spec)
     origin = {"file": checkpoint.name, "sha256": file_sha256(checkpoint), "layout": agent.layout,

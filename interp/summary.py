@@ -119,7 +119,8 @@ def _behaviour_lines(ev: dict) -> list[str]:
     opts = " ".join(f"-o {k}={v}" for k, v in (spec.get("options") or {}).items())
     head = (f"On `{spec['variant']}`{' ' + opts if opts else ''} ({spec['distribution_mode']}; "
             f"n = {ev['n']} episodes, the first {ev['episodes_per_env']} of each of "
-            f"{ev['num_envs']} envs, seed {ev['seed']}):")
+            f"{ev['num_envs']} envs, seed {ev['seed']}"
+            + (f"; {ev['levels']}" if ev.get("levels") else "") + "):")
     rates = [m for m in ev["metrics"].values() if m["kind"] == "rate"]
     return [head, "", md_table([(m["label"], _pct(m)) for m in rates],
                                ("outcome", "rate [95% CI]"))]

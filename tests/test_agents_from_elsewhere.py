@@ -402,6 +402,7 @@ def test_import_errors(tmp_path):
         (base + ["--distribution-mode", "medium"], "distribution_mode 'medium' is not one of"),
         (base[:4] + ["coinrn", *base[5:], "--distribution-mode", "easy"], "unknown env variant"),
         (base + ["--distribution-mode", "easy", "-o", "nope=1"], "has no option(s) nope"),
+        (base + ["--distribution-mode", "easy", "--start-level", "7"], "needs --num-levels"),
         (["agents", "import", tmp_path / "missing.pth", *base[3:], "--distribution-mode", "easy"],
          "no checkpoint file"),
         (["agents", "import", path, "--env", "coinrun", "--distribution-mode", "easy", "--out",
