@@ -403,7 +403,8 @@ def describe_agent(path: str | os.PathLike) -> str:
     text = "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
     if foreign:
         text += (f"\n\nsha256 {file_sha256(path)}. Commands that need the training env "
-                 "(maze-corner, misgen-rates, colour-shape, --training-levels) refuse this file; "
+                 "(maze-corner, misgen-rates, colour-shape, keys-chests, --training-levels) "
+                 "refuse this file; "
                  "others need --env and --distribution-mode. Make it self-describing once:\n"
                  f"  interp agents import {path} --env VARIANT --distribution-mode easy|hard "
                  "[-o KEY=VALUE] [--num-levels N --start-level S] [--steps N] [--source TEXT] "

@@ -381,6 +381,7 @@ def test_commands_needing_the_training_env_refuse_foreign_files(tmp_path):
         "maze-corner": ["experiment", "maze-corner", path, "--out", tmp_path / "o"],
         "misgen-rates": ["experiment", "misgen-rates", path, "--out", tmp_path / "o"],
         "colour-shape": ["experiment", "colour-shape", path, "--out", tmp_path / "o"],
+        "keys-chests": ["experiment", "keys-chests", path, "--out", tmp_path / "o"],
         "record": ["record", path, "--episodes", "1", "--out", tmp_path / "r.h5"],
         "ablate": ["ablate", path, "--env", "coinrun", "--input-colour", "R"],
     }

@@ -56,10 +56,14 @@ PRESETS = ("test", "train")
 
 
 def training_env(agent: LoadedAgent, name: str = "agent") -> EnvSpec:
-    """The checkpoint's env spec (``keys-chests`` if it has none); another game is an error."""
+    """The checkpoint's env spec; another game, or none (a file trained elsewhere), is an
+    error."""
     d = agent.manifest.get("env_spec")
     if not d:
-        return EnvSpec("keys-chests")
+        raise ExperimentError(f"{name}: keys-chests plays the agent's training preset, which its "
+                              "checkpoint does not say (a file trained elsewhere); import it "
+                              "once: interp agents import CKPT --env keys-chests "
+                              "--distribution-mode easy|hard --out agent.pt")
     spec = EnvSpec.from_dict(d)
     if get_variant(spec.variant).game != GAME:
         raise ExperimentError(f"{name}: keys-chests needs an agent trained on keys-chests (its "
