@@ -15,6 +15,9 @@ envs_app = typer.Typer(help="Environments and research variants.", no_args_is_he
 agents_app = typer.Typer(help="Agent checkpoints.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 app.add_typer(agents_app, name="agents")
+sweep_app = typer.Typer(help="Populations of agents across training seeds, on Ray (an extra: "
+                        "pip install -e '.[sweep]').", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
 
 
 VARIANT_OPTIONS = typer.Option(None, "--option", "-o",
@@ -482,6 +485,108 @@ def experiment_cmd(
     try:
         paths = run_experiment(name, checkpoints or [], out, episodes=episodes, seed=seed,
                                device=device)
+    except InterpError as err:
+        _fail(err)
+    for path in paths:
+        typer.echo(str(path))
+
+# ---- sweep -------------------------------------------------------------------------------
+@sweep_app.command("train")
+def sweep_train_cmd(
+    config: str = typer.Argument(..., help="Config YAML, or a preset name in configs/train/."),
+    seeds: str = typer.Option(..., "--seeds", help="Training seeds: 0-7, 0,3,5 or 0-3,10-11."),
+    out: Path = typer.Option(..., "--out", help="Sweep folder (runs, agents, logs)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Override run.total_steps."),
+    device: Optional[str] = typer.Option(None, help="Override run.device: auto, cuda or cpu."),
+    address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join (auto, HOST:PORT, ray://HOST:PORT); default: a local "
+                   "Ray instance on this machine."),
+    cpus_per_agent: int = typer.Option(1, min=1, help="CPUs (torch and Procgen threads) per "
+                                                      "agent."),
+    gpus_per_agent: float = typer.Option(0.0, min=0, help="GPUs per agent (a fraction shares "
+                                                          "one)."),
+    max_minutes: Optional[float] = typer.Option(
+        None, min=0, help="Stop the whole sweep (resumably) after M minutes."),
+) -> None:
+    """Train one agent per seed as Ray tasks and package each; rerun to resume."""
+    from interp.sweep import parse_seeds, require_ray, sweep_train
+    from interp.train import load_config
+    from interp.train.config import resolve_config_path
+
+    try:
+        require_ray()
+        cfg = load_config(resolve_config_path(config)).with_overrides(steps=steps, device=device)
+        state = sweep_train(cfg, parse_seeds(seeds), out, address=address,
+                            cpus_per_agent=cpus_per_agent, gpus_per_agent=gpus_per_agent,
+                            max_minutes=max_minutes)
+    except InterpError as err:
+        _fail(err)
+    done = [s for s, v in state.items() if v["status"] == "packaged"]
+    failed = [s for s, v in state.items() if v["status"] == "failed"]
+    typer.echo(f"{len(done)} of {len(state)} agent(s) packaged in {out / 'agents'}")
+    if failed:
+        typer.secho(f"error: seed(s) {', '.join(map(str, failed))} failed (see "
+                    f"{out / 'sweep.json'} and {out / 'logs'}); fix the cause and rerun the same "
+                    "command: packaged seeds are skipped", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if len(done) < len(state):
+        typer.echo("not finished: rerun the same command to resume")
+
+
+@sweep_app.command("eval")
+def sweep_eval_cmd(
+    folder: Path = typer.Argument(..., help="Sweep folder, or any folder of agents (*/agent.pt, "
+                                            "*.pt)."),
+    env: List[str] = typer.Option(
+        ..., "--env", "-o", "--option",
+        help="Test setting: --env VARIANT followed by its options -o KEY=VALUE; repeat --env "
+             "for more settings."),
+    episodes: int = typer.Option(256, min=1, help="Episodes per agent and setting, split evenly "
+                                                 "over the envs."),
+    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed, the same for "
+                                     "every agent."),
+    num_envs: int = typer.Option(64, min=1, help="Parallel envs per task."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="easy, hard, ... (default: each agent's training mode, else easy)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default "
+                                                          "FOLDER/eval)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an evaluation there."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to join; default: local."),
+    cpus_per_task: int = typer.Option(1, min=1, help="CPUs (torch threads) per task."),
+    gpus_per_task: float = typer.Option(0.0, min=0, help="GPUs per task (evaluates on cuda)."),
+) -> None:
+    """Evaluate every agent of a folder on every setting (Ray tasks) into population.csv."""
+    from interp.sweep import parse_settings, require_ray, sweep_eval
+
+    try:
+        require_ray()
+        path = sweep_eval(folder, parse_settings(env), episodes, seed=seed, num_envs=num_envs,
+                          distribution_mode=distribution_mode, out=out, overwrite=overwrite,
+                          address=address, cpus_per_task=cpus_per_task,
+                          gpus_per_task=gpus_per_task)
+    except InterpError as err:
+        _fail(err)
+    typer.echo(str(path))
+
+
+@sweep_app.command("report")
+def sweep_report_cmd(
+    source: Path = typer.Argument(..., help="Output of `interp sweep eval` (its folder, its "
+                                            "population.csv, or the sweep folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: report/ "
+                                                          "beside population.csv)."),
+    alpha: float = typer.Option(0.05, help="False-discovery rate of the outlier tests."),
+    examples: int = typer.Option(3, min=0, help="Example episodes per outlier (0: none)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a report there."),
+    device: str = typer.Option("cpu", help="Device for the example trajectories."),
+) -> None:
+    """Population report: preference vs capability, distributions across seeds, outlier seeds
+    (a stated test with FDR control) with example trajectories. Needs no Ray."""
+    from interp.sweep import population_report
+
+    try:
+        paths = population_report(source, out, alpha=alpha, examples=examples,
+                                  overwrite=overwrite, device=device)
     except InterpError as err:
         _fail(err)
     for path in paths:
