@@ -15,6 +15,7 @@ folder (default ``DIR/eval``)::
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ def evaluate_part(agent: dict, setting: dict, request: dict, device: str, thread
     for m in r.metrics:
         row.update({m.name: m.value, f"{m.name}_lo": m.lo, f"{m.name}_hi": m.hi,
                     f"{m.name}_n": m.n})
+    row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
     write_json(Path(part), row)
     return {"status": "done", "row": row}
 

@@ -65,20 +65,6 @@ def leave_one_out(y, v) -> tuple[np.ndarray, np.ndarray]:
     return t, 2 * stats.t.sf(np.abs(t), m - 2)
 
 
-def benjamini_hochberg(p) -> np.ndarray:
-    """BH-adjusted p-values (q-values): reject where ``q <= alpha`` controls the FDR at alpha."""
-    p = np.asarray(p, float)
-    n = len(p)
-    if not n:
-        return p
-    order = np.argsort(p)
-    adj = p[order] * n / np.arange(1, n + 1)
-    adj = np.minimum.accumulate(adj[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(adj, 1)
-    return out
-
-
 @dataclass(frozen=True)
 class OutlierTest:
     """One agent's test on one metric of one setting."""
@@ -120,6 +106,7 @@ def metric_tests(agents: list[str], setting: str, metric: str, values, *, counts
 
 
 def adjust(tests: list[OutlierTest]) -> list[OutlierTest]:
-    """The tests with BH q-values over all of them (one family)."""
-    q = benjamini_hochberg([x.p for x in tests])
+    """The tests with Benjamini-Hochberg q-values over all of them (one family): flagging
+    those with ``q <= alpha`` controls the false-discovery rate at alpha."""
+    q = stats.false_discovery_control([x.p for x in tests], method="bh") if tests else []
     return [OutlierTest(**{**x.__dict__, "q": float(qi)}) for x, qi in zip(tests, q)]

@@ -208,8 +208,9 @@ def _markdown(folder, meta, settings, by_setting, stats, tests, flagged, alpha,
             ["agent", "setting", "metric", "value [95% CI]", "median of the rest", "t", "p",
              "q (BH)"]), ""]
         if examples_md:
-            lines += ["Example trajectories (frames spread over each episode; the outlier's "
-                      "rows above the typical agent's, same level):", "", *examples_md, ""]
+            lines += ["Example trajectories (frames from the start to the first object reached, "
+                      "else to the episode's end; the outlier's row above the typical agent's "
+                      "on the same level):", "", *examples_md, ""]
     elif tests:
         best = min(tests, key=lambda t: t.q)
         lines += [f"No outlier at false-discovery rate {alpha:g} among {len(tests)} tests; "
@@ -308,7 +309,8 @@ def _distributions(by_setting, stats, outliers, path: Path) -> Path:
 def _trajectories(agents_dir: Path, meta: dict, setting: str, names: list[str], examples: int,
                   device: str, path: Path, title: str) -> Path:
     """The first episode of ``examples`` envs (same env seed for every agent, so the same
-    levels): frames spread over each episode, one row per (level, agent)."""
+    levels): frames spread from the start to the first object reached (else the episode's
+    end), one row per (level, agent)."""
     from interp.checkpoint import load_agent
     from interp.evaluate import OBJECT_KEYS
     from interp.experiments.common import StepTrace
@@ -331,9 +333,10 @@ def _trajectories(agents_dir: Path, meta: dict, setting: str, names: list[str], 
     fig, axes = plt.subplots(examples * len(names), FRAMES, squeeze=False,
                              figsize=(1.25 * FRAMES, 1.45 * examples * len(names)))
     for e in range(examples):
-        for j, (name, trace, outcome) in enumerate(runs):
+        for j, (name, trace, (outcome, until)) in enumerate(runs):
             steps, frames = trace.obs_of(0, e, 0)
-            pick = np.unique(np.linspace(0, len(steps) - 1, FRAMES).round().astype(int))
+            last = int(np.searchsorted(steps, until[e], side="right")) - 1
+            pick = np.unique(np.linspace(0, last, FRAMES).round().astype(int))
             row = axes[e * len(names) + j]
             for ax in row:
                 ax.axis("off")
@@ -348,16 +351,18 @@ def _trajectories(agents_dir: Path, meta: dict, setting: str, names: list[str], 
     return save_figure(fig, path)
 
 
-def _outcomes(ep, trace, objects: bool) -> list[str]:
-    """A few words per episode of env 0..n-1: what it reached first, and when."""
+def _outcomes(ep, trace, objects: bool) -> tuple[list[str], np.ndarray]:
+    """Per episode of env 0..n-1: a few words on what it reached first and when, and the step
+    up to which its frames are shown (the first object reached, else the end)."""
     from interp.evaluate import object_outcomes
     from interp.experiments.common import episode_outcomes
 
-    if objects:
-        o = object_outcomes(ep, trace)
-        return [("goal first" if g else "distractor first" if d else "neither object") +
-                (f" at step {s:.0f}" if not math.isnan(s) else "")
-                for g, d, s in zip(o["goal_first"], o["distractor_first"], o["steps"])]
     o = episode_outcomes(ep)
-    return [f"{'goal' if ok else 'no goal'}, {n:.0f} steps" for ok, n in
-            zip(o["success"] > 0, o["length"])]
+    if not objects:
+        return ([f"{'goal' if ok else 'no goal'}, {n:.0f} steps" for ok, n in
+                 zip(o["success"] > 0, o["length"])], o["length"])
+    b = object_outcomes(ep, trace)
+    words = [("goal first" if g else "distractor first" if d else "neither object") +
+             (f" at step {s:.0f}" if not math.isnan(s) else "")
+             for g, d, s in zip(b["goal_first"], b["distractor_first"], b["steps"])]
+    return words, np.where(np.isnan(b["steps"]), o["length"], b["steps"])

@@ -37,12 +37,14 @@ def parse_seeds(text: str) -> list[int]:
     for part in str(text).replace(" ", "").split(","):
         lo, dash, hi = part.partition("-")
         try:
-            seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+            first, last = int(lo), int(hi) if dash else int(lo)
         except ValueError:
-            raise SweepError(f"cannot read seeds {text!r}: give e.g. 0-7, 0,3,5 or 0-3,10-11"
-                             ) from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise SweepError(f"seeds {text!r} are empty or repeat a seed")
+            first, last = -1, -1
+        if not 0 <= first <= last:
+            raise SweepError(f"cannot read seeds {text!r}: give e.g. 0-7, 0,3,5 or 0-3,10-11")
+        seeds += range(first, last + 1)
+    if len(set(seeds)) != len(seeds):
+        raise SweepError(f"seeds {text!r} repeat a seed")
     return sorted(seeds)
 
 
