@@ -521,6 +521,9 @@ def sweep_train_cmd(
                             max_minutes=max_minutes)
     except InterpError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError("aborted; runs keep their last checkpoint: rerun the same command "
+                           "to resume"))
     done = [s for s, v in state.items() if v["status"] == "packaged"]
     failed = [s for s, v in state.items() if v["status"] == "failed"]
     typer.echo(f"{len(done)} of {len(state)} agent(s) packaged in {out / 'agents'}")
@@ -566,6 +569,9 @@ def sweep_eval_cmd(
                           gpus_per_task=gpus_per_task)
     except InterpError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError("aborted; finished pairs are kept: rerun the same command to "
+                           "finish"))
     typer.echo(str(path))
 
 

@@ -124,7 +124,7 @@ def test_planted_outlier_is_flagged_where_a_pooled_binomial_test_flags_everyone(
     assert [t.agent for t in tests if t.flagged(0.05)] == ["seed-11"]
     pooled = [stats.binomtest(int(k[i]), int(n[i]), (k.sum() - k[i]) / (n.sum() - n[i])).pvalue
               for i in range(12)]
-    assert (stats.false_discovery_control(pooled) <= 0.05).sum() >= 6
+    assert (stats.false_discovery_control(pooled) <= 0.05).sum() == 12
 
 
 def test_mean_metric_outlier_and_missing_values():
@@ -266,8 +266,9 @@ def test_cli_sweep_end_to_end(tmp_path):
 
     def cli(*args, block_ray=False):
         pre = "import sys; sys.modules['ray'] = None; " if block_ray else ""
-        return subprocess.run([sys.executable, "-c", pre + "import cli; cli.app()", *map(str, args)],
-                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        return subprocess.run([sys.executable, "-c", pre + "import cli; cli.app()",
+                               *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                              env=env, timeout=300)
 
     out = tmp_path / "sweep"
     p = cli("sweep", "train", cfg, "--seeds", "0-1", "--out", out)

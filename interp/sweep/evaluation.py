@@ -207,15 +207,15 @@ def sweep_eval(folder: str | os.PathLike, settings: list[Setting], episodes: int
     print(f"sweep eval: {len(agents)} agent(s) x {len(settings)} setting(s), {episodes} "
           f"episodes each (seed {seed}); {len(rows)} pair(s) already done, {len(todo)} to run",
           flush=True)
-    failed = []
+    failed, stopped = [], False
     if todo:
         ray = connect(address, cpus_per_task, gpus_per_task, "task")
         task = ray.remote(evaluate_part).options(num_cpus=cpus_per_task,
                                                  num_gpus=gpus_per_task)
         device = "cuda" if gpus_per_task else "cpu"
         refs = {task.remote({"name": a.name, "path": str(a.path), "seed": a.manifest["seed"],
-                             "steps": a.manifest["steps"], "sha256": digests[a.name]}, s.__dict__, request,
-                            device, cpus_per_task, str(part)): (a.name, i)
+                             "steps": a.manifest["steps"], "sha256": digests[a.name]},
+                            s.__dict__, request, device, cpus_per_task, str(part)): (a.name, i)
                 for a, i, s, part in todo}
 
         def on_result(key: tuple[str, int], result: dict) -> None:
@@ -230,10 +230,13 @@ def sweep_eval(folder: str | os.PathLike, settings: list[Setting], episodes: int
             print(f"sweep eval: {len(rows)} / {len(agents) * len(settings)} pairs done",
                   flush=True)
 
-        run_tasks(ray, refs, on_result, on_tick, tick)
+        stopped = run_tasks(ray, refs, on_result, on_tick, tick)
     table = [rows[a.name, i] for a in agents for i in range(len(settings))
              if (a.name, i) in rows]
     path = _write_table(out, table)
+    if stopped:
+        raise SweepError(f"stopped by Ctrl-C with {len(table)} of {len(agents) * len(settings)} "
+                         f"pair(s) done (in {path}); rerun the same command to finish")
     if failed:
         raise SweepError(f"{len(failed)} of {len(agents) * len(settings)} pair(s) failed "
                          f"({failed[0]}{'; ...' if len(failed) > 1 else ''}); {path} has the "

@@ -11,8 +11,8 @@ meta-analysis, with a Student-t reference and Benjamini-Hochberg):
 3. ``t_i = (y_i - mu) / sqrt(v_i + tau^2 + Var(mu))``: the agent's distance from the rest in
    units of what one more seed would scatter (its own episodes' noise plus the seeds' spread).
    Two-sided p from Student's t with ``m - 2`` degrees of freedom (``m`` agents; the rest's
-   ``m - 1`` estimates fit two parameters); the normal reference flags ~25% of 8-agent null
-   populations whose seeds differ (tests/test_sweep.py).
+   ``m - 1`` estimates fit two parameters); with 8 agents whose seeds differ, the normal
+   reference flags some agent in ~24% of populations without an outlier (docs/sweeps.md).
 4. Benjamini-Hochberg over every test of a report (agents x metrics x settings) at ``q``.
 
 Null hypothesis of one test: "agent i is one more seed of the same population as the others".

@@ -146,9 +146,11 @@ def population_report(source: str | os.PathLike, out: str | os.PathLike | None =
 
 
 def _typical(rows: list[dict], values: np.ndarray, exclude: set[str]) -> str:
-    """The agent nearest the median of ``values`` among those not flagged."""
+    """The agent nearest the median of ``values`` among those not in ``exclude`` (those
+    flagged; the outlier is always among them)."""
     ok = [i for i, r in enumerate(rows) if str(r["agent"]) not in exclude
-          and not math.isnan(values[i])]
+          and not math.isnan(values[i])] or [i for i, r in enumerate(rows)
+                                             if not math.isnan(values[i])]
     med = np.median(values[ok])
     return str(rows[min(ok, key=lambda i: abs(values[i] - med))]["agent"])
 
@@ -176,7 +178,7 @@ def _markdown(folder, meta, settings, by_setting, stats, tests, flagged, alpha,
         rows, st = by_setting[s], stats[s]
         lines += [f"## `{s}`", ""]
         summary = []
-        for metric, m in st.items():
+        for m in st.values():
             v = m["value"][~np.isnan(m["value"])]
             if not len(v):
                 continue

@@ -64,6 +64,18 @@ def run_tasks(ray, pending: dict, on_result: Callable[[Any, dict], None],
     while pending:
         try:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=min(tick, 5.0))
+            for ref in done:
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.TaskCancelledError:
+                    result = {"status": "cancelled"}
+                except ray.exceptions.RayError as e:
+                    result = {"status": "failed", "error": one_line(e)}
+                on_result(pending[ref], result)
+                del pending[ref]
+            if time.monotonic() - last >= tick:
+                on_tick()
+                last = time.monotonic()
         except KeyboardInterrupt:
             if stopped:
                 raise
@@ -72,19 +84,6 @@ def run_tasks(ray, pending: dict, on_result: Callable[[Any, dict], None],
                   "again to abort)", flush=True)
             for ref in pending:
                 ray.cancel(ref)
-            continue
-        for ref in done:
-            key = pending.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.TaskCancelledError:
-                result = {"status": "cancelled"}
-            except ray.exceptions.RayError as e:
-                result = {"status": "failed", "error": one_line(e)}
-            on_result(key, result)
-        if time.monotonic() - last >= tick:
-            on_tick()
-            last = time.monotonic()
     return stopped
 
 

@@ -128,7 +128,6 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
     config.env_spec()
     config.eval_specs()  # unknown variants fail here, before any work
     _check_folder(config, out)
-    ray = connect(address, cpus_per_agent, gpus_per_agent, "agent")
     for sub in ("runs", "agents", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
@@ -152,6 +151,9 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
                                         "seeds": {str(s): state[s] for s in seeds}})
 
     save_state()
+    if not todo:
+        return state
+    ray = connect(address, cpus_per_agent, gpus_per_agent, "agent")
     deadline = None if max_minutes is None else time.time() + 60 * max_minutes
     task = ray.remote(train_seed).options(num_cpus=cpus_per_agent, num_gpus=gpus_per_agent)
     d = config.to_dict()
