@@ -149,6 +149,8 @@ def _request(settings, episodes, seed, num_envs, distribution_mode) -> dict:
 def _prepare(out: Path, request: dict, overwrite: bool) -> None:
     """A new output folder, or one holding an eval of the same request (to resume)."""
     meta = out / "eval.json"
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} is a file; choose a folder")
     if overwrite:
         for p in (out / "parts", meta, out / TABLE, out / "population.parquet"):
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)

@@ -31,9 +31,8 @@ from .runner import SweepError
 
 MAX_EXAMPLES = 8  # flagged (agent, setting) pairs that get example trajectories
 FRAMES = 8  # frames per example episode
+TEXT_COLUMNS = {"agent", "setting", "variant", "distribution_mode", "options", "sha256"}
 MAX_PER_AGENT_ROWS = 100  # per-agent tables in report.md up to this many agents
-LABELS = {"success": "success rate", "preference": "preference: goal first / (goal first + "
-          "distractor first)", "capability": "capability: mean steps"}
 
 
 def load_eval(source: str | os.PathLike) -> tuple[Path, dict, list[dict]]:
@@ -46,7 +45,8 @@ def load_eval(source: str | os.PathLike) -> tuple[Path, dict, list[dict]]:
         raise SweepError(f"no {TABLE} with its eval.json at {source}: pass the output of "
                          "`interp sweep eval` (its folder, or the sweep folder)")
     with open(folder / TABLE, newline="") as f:
-        rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = [{k: v if k in TEXT_COLUMNS else _number(v) for k, v in r.items()}
+                for r in csv.DictReader(f)]
     if not rows:
         raise SweepError(f"{folder / TABLE} has no rows")
     return folder, json.loads((folder / "eval.json").read_text()), rows
@@ -65,18 +65,19 @@ def measures(rows: list[dict]) -> dict[str, dict]:
     """``{metric: {"kind", "label", "value", "lo", "hi", "n"}}`` (arrays over ``rows``, one
     setting): success, preference where there is a distractor, and capability."""
     have = lambda col: any(not _missing(r.get(col)) for r in rows)  # noqa: E731
-    cap = "steps_to_object" if have("steps_to_object") else "length"
+    objects = have("steps_to_object")
     out = {}
-    for metric, col, kind in (("success", "success", "rate"),
-                              ("preference", "preference", "rate"),
-                              ("capability", cap, "mean")):
-        if not have(col):
-            continue
-        arr = {k: np.array([_float(r.get(f"{col}{s}")) for r in rows])
-               for k, s in (("value", ""), ("lo", "_lo"), ("hi", "_hi"), ("n", "_n"))}
-        label = LABELS[metric] + (" to the first object" if cap == "steps_to_object"
-                                  else " per episode") * (metric == "capability")
-        out[metric] = {"kind": kind, "label": label, **arr}
+    for metric, col, kind, label in (
+            ("success", "success", "rate", "success rate"),
+            ("preference", "preference", "rate",
+             "preference: goal first / (goal first + distractor first)"),
+            ("capability", "steps_to_object" if objects else "length", "mean",
+             "capability: mean steps " + ("to the first object" if objects else
+                                          "per episode"))):
+        if have(col):
+            out[metric] = {"kind": kind, "label": label, **{
+                k: np.array([_float(r.get(f"{col}{suffix}")) for r in rows])
+                for k, suffix in (("value", ""), ("lo", "_lo"), ("hi", "_hi"), ("n", "_n"))}}
     return out
 
 
@@ -101,13 +102,15 @@ def population_report(source: str | os.PathLike, out: str | os.PathLike | None =
     if (out / "report.md").exists() and not overwrite:
         raise SweepError(f"{out}/report.md exists; pass --overwrite to replace the report")
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("trajectories-*.png"):  # of a report being replaced
+        old.unlink()
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     by_setting = {s: [r for r in rows if r["setting"] == s] for s in settings}
     stats = {s: measures(by_setting[s]) for s in settings}
 
     tests = []
     for s in settings:
-        names = [str(r["agent"]) for r in by_setting[s]]
+        names = [r["agent"] for r in by_setting[s]]
         for metric, m in stats[s].items():
             if m["kind"] == "rate":
                 k = np.where(m["n"] > 0, np.round(np.nan_to_num(m["value"]) * m["n"]), 0)
@@ -148,7 +151,7 @@ def population_report(source: str | os.PathLike, out: str | os.PathLike | None =
 def _typical(rows: list[dict], values: np.ndarray, exclude: set[str]) -> str:
     """The agent nearest the median of ``values`` among those not in ``exclude`` (those
     flagged; the outlier is always among them)."""
-    ok = [i for i, r in enumerate(rows) if str(r["agent"]) not in exclude
+    ok = [i for i, r in enumerate(rows) if r["agent"] not in exclude
           and not math.isnan(values[i])] or [i for i, r in enumerate(rows)
                                              if not math.isnan(values[i])]
     med = np.median(values[ok])
@@ -164,7 +167,7 @@ def _estimate(m: dict, i: int) -> str:
 
 def _markdown(folder, meta, settings, by_setting, stats, tests, flagged, alpha,
               examples_md) -> str:
-    n_agents = len({str(r["agent"]) for rows in by_setting.values() for r in rows})
+    n_agents = len({r["agent"] for rows in by_setting.values() for r in rows})
     per_env = -(-meta["episodes"] // min(meta["num_envs"], meta["episodes"]))
     lines = [f"# Population report: {n_agents} agents, {len(settings)} test setting(s)", "",
              f"From `{folder / TABLE}`. Every agent played the same levels with the same random "
@@ -227,11 +230,11 @@ def _markdown(folder, meta, settings, by_setting, stats, tests, flagged, alpha,
 
 
 def _int(v) -> str:
-    return "?" if _missing(v) or isinstance(v, str) else f"{int(v):,}"
+    return "unknown" if _missing(v) or isinstance(v, str) else f"{int(v):,}"
 
 
 def _index(rows: list[dict], agent: str) -> int:
-    return next(i for i, r in enumerate(rows) if str(r["agent"]) == agent)
+    return next(i for i, r in enumerate(rows) if r["agent"] == agent)
 
 
 # ---- figures -------------------------------------------------------------------------------
@@ -246,7 +249,7 @@ def _scatter(by_setting, stats, outliers, path: Path) -> Path:
         xm = stats[s].get("preference", stats[s]["success"])
         ym, rows = stats[s]["capability"], by_setting[s]
         for i, r in enumerate(rows):
-            bad = (str(r["agent"]), s) in outliers
+            bad = (r["agent"], s) in outliers
             x, y = xm["value"][i], ym["value"][i]
             ax.errorbar(x, y, xerr=[[np.nan_to_num(x - xm["lo"][i])],
                                     [np.nan_to_num(xm["hi"][i] - x)]],
@@ -254,7 +257,7 @@ def _scatter(by_setting, stats, outliers, path: Path) -> Path:
                         fmt="o", color="tab:red" if bad else "tab:blue", ecolor="lightgrey",
                         ms=6 if bad else 4, capsize=0, zorder=3 if bad else 2)
             if bad or len(rows) <= 30:
-                ax.annotate(_short(r), (x, y), fontsize=7, xytext=(3, 3),
+                ax.annotate(r["agent"], (x, y), fontsize=7, xytext=(3, 3),
                             textcoords="offset points", color="tab:red" if bad else "black")
         ax.set_xlim(-0.05, 1.05)
         ax.set_xlabel(xm["label"], fontsize=8)
@@ -263,12 +266,6 @@ def _scatter(by_setting, stats, outliers, path: Path) -> Path:
     fig.suptitle("One point per agent (95% CIs); red: outliers", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def _short(row: dict) -> str:
-    seed = row.get("train_seed")
-    return f"s{int(seed)}" if not _missing(seed) and not isinstance(seed, str) else \
-        str(row["agent"])
 
 
 def _distributions(by_setting, stats, outliers, path: Path) -> Path:
@@ -285,7 +282,7 @@ def _distributions(by_setting, stats, outliers, path: Path) -> Path:
                 continue
             order = [i for i in np.argsort(m["value"]) if not np.isnan(m["value"][i])]
             v = m["value"][order]
-            colours = ["tab:red" if (str(by_setting[s][i]["agent"]), s) in outliers
+            colours = ["tab:red" if (by_setting[s][i]["agent"], s) in outliers
                        else "tab:blue" for i in order]
             y = np.arange(len(order))
             ax.errorbar(v, y, xerr=[np.nan_to_num(v - m["lo"][order]),
@@ -297,7 +294,7 @@ def _distributions(by_setting, stats, outliers, path: Path) -> Path:
             if m["kind"] == "rate":
                 ax.set_xlim(-0.03, 1.03)
             if len(order) <= 30:
-                ax.set_yticks(y, [_short(by_setting[s][i]) for i in order], fontsize=6)
+                ax.set_yticks(y, [by_setting[s][i]["agent"] for i in order], fontsize=6)
             else:
                 ax.set_yticks([])
             ax.set_xlabel(m["label"], fontsize=7)

@@ -136,7 +136,7 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
     state: dict[int, dict] = {}
     for s in seeds:
         done = (out / "agents" / name[s] / "manifest.json").is_file()
-        state[s] = {"status": DONE if done else "queued", "steps": _last_steps(
+        state[s] = {"status": DONE if done else "pending", "steps": _last_steps(
             out / "runs" / name[s])}
     todo = [s for s in seeds if state[s]["status"] != DONE]
     total = config.total_steps
@@ -179,14 +179,14 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
     def on_tick() -> None:
         running = []
         for s in todo:
-            if state[s]["status"] == "queued":
+            if state[s]["status"] == "pending":
                 now = _last_steps(out / "runs" / name[s])
                 if now != state[s]["steps"]:
                     running.append(f"seed {s} {100 * now / total:.0f}%")
                 state[s]["steps"] = now
         done_steps = sum(state[s]["steps"] for s in todo)
         rate = (done_steps - steps0) / max(time.monotonic() - start, 1e-9)
-        left = len(todo) * total - done_steps
+        left = sum(total - state[s]["steps"] for s in todo if state[s]["status"] == "pending")
         count = {k: sum(state[s]["status"] == k for s in seeds) for k in (DONE, "failed")}
         print(f"sweep: {count[DONE]}/{len(seeds)} packaged, {count['failed']} failed; "
               f"{done_steps:,} / {len(todo) * total:,} steps of this run "
