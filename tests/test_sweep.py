@@ -73,6 +73,28 @@ def test_parse_settings_keeps_options_with_their_env():
         parse_settings(["maze", "maze"])
 
 
+def test_find_agents_packaged_loose_and_foreign(tmp_path):
+    save_agent(tmp_path / "ours" / "agent.pt", ImpalaAgent(ModelConfig()),
+               env_spec=COLOUR_SHAPE, seed=3, steps=10)
+    torch.save(ImpalaAgent(ModelConfig()).state_dict(), tmp_path / "foreign.pt")  # bare dict
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    save_agent(tmp_path / "run" / "checkpoints" / "agent_10.pt", ImpalaAgent(ModelConfig()),
+               env_spec=COLOUR_SHAPE, seed=3, steps=10)  # a run's checkpoints are not agents
+    agents = find_agents(tmp_path)
+    assert [(a.name, a.manifest["seed"]) for a in agents] == [("ours", 3), ("foreign", None)]
+    duel = Setting("colour-shape", {"goal": "red-line", "distractor": "yellow-gem"})
+    assert agents[0].env_spec(duel, None).options["maze_size"] == 3  # training options kept
+    assert agents[1].env_spec(duel, None).options == duel.options
+    (tmp_path / "ours.pt").write_bytes(b"x")
+    with pytest.raises(SweepError, match="both named 'ours'"):
+        find_agents(tmp_path)
+    (tmp_path / "ours.pt").rename(tmp_path / "bad.pt")
+    with pytest.raises(SweepError, match="bad.pt is not a readable agent"):
+        find_agents(tmp_path)
+    with pytest.raises(SweepError, match="no agents in"):
+        find_agents(tmp_path / "run")
+
+
 # ---- the outlier rule ----------------------------------------------------------------------
 
 def test_random_effects_by_hand():
