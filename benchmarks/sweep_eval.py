@@ -7,7 +7,8 @@ folder and evaluates all of them on Langosco et al.'s Maze II test (red line vs 
 the same levels and episodes for both arms:
 
 - serial: :func:`interp.evaluate.evaluate_agent` on each agent in turn, in this process, with
-  torch using every core (what a user without Ray writes);
+  ``--serial-threads`` torch threads (default: every core, what a user without Ray gets; on
+  a machine loaded by other jobs 1 thread is much faster, see docs/benchmarks.md);
 - Ray: :func:`interp.sweep.sweep_eval` on the folder, one task per agent with 1 CPU each on a
   local Ray instance over all cores (``ray.init`` timed on its own).
 
@@ -53,8 +54,10 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--episodes", type=int, default=64)
     ap.add_argument("--num-envs", type=int, default=32)
+    ap.add_argument("--serial-threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
+    torch.set_num_threads(args.serial_threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "pop"
         paths = make_agents(folder, args.agents)
@@ -81,7 +84,7 @@ def main() -> None:
         with open(table, newline="") as f:
             parallel = {r["agent"]: {m: float(r[m] or "nan") for m in COMPARED}
                         for r in csv.DictReader(f)}
-    same = all(math.isclose(serial[a][m], parallel[a][m], abs_tol=1e-4)
+    same = all(math.isclose(serial[a][m], parallel[a][m], rel_tol=1e-5)  # CSV: 6 digits
                or math.isnan(serial[a][m]) and math.isnan(parallel[a][m])
                for a in serial for m in COMPARED)
     print(f"{args.agents} agents x {args.episodes} episodes ({args.num_envs} envs) of "

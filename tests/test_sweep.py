@@ -223,6 +223,9 @@ def test_sweep_train_reports_a_failed_seed_resumes_and_skips_finished_ones(tmp_p
     with pytest.raises(SweepError, match=r"another config \(ppo.lr: sweep has 0.0005"):
         sweep_train(cfg.from_dict({**cfg.to_dict(), "ppo": {**cfg.to_dict()["ppo"],
                                                             "lr": 1e-3}}), [0], out)
+    with pytest.raises(SweepError, match="needs 99 CPU.*has 2"):
+        sweep_train(cfg, [0], tmp_path / "big", cpus_per_agent=99)
+    assert not (tmp_path / "big").exists()  # refused before anything was written
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(SweepError, match="not a sweep folder"):

@@ -128,10 +128,6 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
     config.env_spec()
     config.eval_specs()  # unknown variants fail here, before any work
     _check_folder(config, out)
-    for sub in ("runs", "agents", "logs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    dump_config(config, out / "config.yaml")
-
     name = {s: f"seed-{s}" for s in seeds}
     state: dict[int, dict] = {}
     for s in seeds:
@@ -139,6 +135,10 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
         state[s] = {"status": DONE if done else "pending", "steps": _last_steps(
             out / "runs" / name[s])}
     todo = [s for s in seeds if state[s]["status"] != DONE]
+    ray = connect(address, cpus_per_agent, gpus_per_agent, "agent") if todo else None
+    for sub in ("runs", "agents", "logs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
     total = config.total_steps
     print(f"sweep: {len(seeds)} seed(s) of {config.env.get('variant')}, {total:,} steps each; "
           f"{len(seeds) - len(todo)} already packaged, {len(todo)} to run "
@@ -153,7 +153,6 @@ def sweep_train(config: TrainConfig, seeds: list[int], out: str | os.PathLike, *
     save_state()
     if not todo:
         return state
-    ray = connect(address, cpus_per_agent, gpus_per_agent, "agent")
     deadline = None if max_minutes is None else time.time() + 60 * max_minutes
     task = ray.remote(train_seed).options(num_cpus=cpus_per_agent, num_gpus=gpus_per_agent)
     d = config.to_dict()
