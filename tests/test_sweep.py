@@ -164,6 +164,15 @@ def test_mean_metric_outlier_and_missing_values():
                                           counts=(k, n))] == ["a0", "a2", "a3", "a4"]
 
 
+def test_unreachable_cluster_address_fails_at_once():
+    pytest.importorskip("ray")
+    from interp.sweep.runner import connect
+
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1", "nonsense"):
+        with pytest.raises(SweepError, match="cannot reach Ray at"):
+            connect(address, 1, 0, "agent")
+
+
 # ---- Ray runs ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +37,14 @@ def connect(address: str | None, cpus: float, gpus: float, per: str):
     ``HOST:PORT``, ``ray://HOST:PORT``); check that one task's ``cpus``/``gpus`` fit on it
     (``per``: what a task is, for the option names in the message)."""
     ray = require_ray()
+    if address not in (None, "auto"):  # fail fast: Ray itself retries for minutes
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except (OSError, ValueError) as e:
+            raise SweepError(f"cannot reach Ray at {address} ({e}); give HOST:PORT of a "
+                             "running cluster (`ray start --head` prints it) or leave out "
+                             "--address for a local instance") from None
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
