@@ -279,6 +279,9 @@ def test_sweep_eval_and_report_find_a_planted_outlier(tmp_path, ray_local):
     assert (pop / "eval" / "parts" / "a0@0.json").stat().st_mtime_ns == before
     with pytest.raises(SweepError, match="other episodes"):
         sweep_eval(pop, settings, 8, num_envs=16)
+    with pytest.raises(SweepError, match="needs 99 CPU"):
+        sweep_eval(pop, settings, 8, out=tmp_path / "e2", cpus_per_task=99)
+    assert not (tmp_path / "e2").exists()
 
     paths = population_report(pop, examples=2)
     report = (pop / "eval" / "report" / "report.md").read_text()

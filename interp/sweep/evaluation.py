@@ -147,7 +147,8 @@ def _request(settings, episodes, seed, num_envs, distribution_mode) -> dict:
 
 
 def _prepare(out: Path, request: dict, overwrite: bool) -> None:
-    """A new output folder, or one holding an eval of the same request (to resume)."""
+    """Check that ``out`` is new or holds an eval of the same request (to resume); with
+    ``overwrite``, remove a previous eval's files."""
     meta = out / "eval.json"
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} is a file; choose a folder")
@@ -163,7 +164,6 @@ def _prepare(out: Path, request: dict, overwrite: bool) -> None:
     elif out.is_dir() and any(out.iterdir()):
         raise SweepError(f"{out} is not empty and holds no evaluation (no eval.json); choose "
                          "another --out")
-    (out / "parts").mkdir(parents=True, exist_ok=True)
 
 
 def sweep_eval(folder: str | os.PathLike, settings: list[Setting], episodes: int = 256, *,
@@ -193,9 +193,6 @@ def sweep_eval(folder: str | os.PathLike, settings: list[Setting], episodes: int
     request = _request(settings, episodes, seed, num_envs, distribution_mode)
     _prepare(out, request, overwrite)
     digests = {a.name: sha256(a.path) for a in agents}
-    root = os.path.relpath(folder, out)  # agents are found again from the eval folder
-    write_json(out / "eval.json", {**request, "folder": root, "agents": {
-        a.name: os.path.relpath(a.path, folder) for a in agents}, "code_version": code_version()})
     rows: dict[tuple[str, int], dict] = {}
     todo = []
     for a in agents:
@@ -210,8 +207,12 @@ def sweep_eval(folder: str | os.PathLike, settings: list[Setting], episodes: int
           f"episodes each (seed {seed}); {len(rows)} pair(s) already done, {len(todo)} to run",
           flush=True)
     failed, stopped = [], False
+    ray = connect(address, cpus_per_task, gpus_per_task, "task") if todo else None
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    root = os.path.relpath(folder, out)  # agents are found again from the eval folder
+    write_json(out / "eval.json", {**request, "folder": root, "agents": {
+        a.name: os.path.relpath(a.path, folder) for a in agents}, "code_version": code_version()})
     if todo:
-        ray = connect(address, cpus_per_task, gpus_per_task, "task")
         task = ray.remote(evaluate_part).options(num_cpus=cpus_per_task,
                                                  num_gpus=gpus_per_task)
         device = "cuda" if gpus_per_task else "cpu"
