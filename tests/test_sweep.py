@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from interp.checkpoint import save_agent
+from interp.checkpoint import CheckpointError, save_agent
 from interp.models import ImpalaAgent, ModelConfig
 from interp.sweep import (
     Setting,
@@ -84,7 +84,9 @@ def test_find_agents_packaged_loose_and_foreign(tmp_path):
     assert [(a.name, a.manifest["seed"]) for a in agents] == [("ours", 3), ("foreign", None)]
     duel = Setting("colour-shape", {"goal": "red-line", "distractor": "yellow-gem"})
     assert agents[0].env_spec(duel, None).options["maze_size"] == 3  # training options kept
-    assert agents[1].env_spec(duel, None).options == duel.options
+    assert agents[1].env_spec(duel, "easy").options == duel.options
+    with pytest.raises(CheckpointError, match="foreign.pt does not say which distribution mode"):
+        agents[1].env_spec(duel, None)  # never assumed for a file trained elsewhere
     (tmp_path / "ours.pt").write_bytes(b"x")
     with pytest.raises(SweepError, match="both named 'ours'"):
         find_agents(tmp_path)

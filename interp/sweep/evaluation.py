@@ -21,9 +21,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interp.checkpoint import LoadedAgent, load_agent
+from interp.checkpoint import LoadedAgent, file_sha256, load_agent
 from interp.errors import InterpError
-from interp.package import sha256
 from interp.tables import write_csv
 from interp.version import code_version
 
@@ -81,7 +80,7 @@ class AgentFile:
 
     def env_spec(self, setting: Setting, distribution_mode: str | None):
         """The setting's env for this agent, as :meth:`LoadedAgent.env_spec` builds it."""
-        return LoadedAgent(None, self.manifest, None, "").env_spec(
+        return LoadedAgent(None, self.manifest, None, "", path=self.path).env_spec(
             setting.variant, distribution_mode, setting.options)
 
 
@@ -192,7 +191,7 @@ def sweep_eval(folder: str | os.PathLike, settings: list[Setting], episodes: int
     out = Path(out) if out is not None else Path(folder) / "eval"
     request = _request(settings, episodes, seed, num_envs, distribution_mode)
     _prepare(out, request, overwrite)
-    digests = {a.name: sha256(a.path) for a in agents}
+    digests = {a.name: file_sha256(a.path) for a in agents}
     rows: dict[tuple[str, int], dict] = {}
     todo = []
     for a in agents:
