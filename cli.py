@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from interp.errors import InterpError
+from interp.errors import InterpError, InterpWarning
 
-app = typer.Typer(help="Interpretability for goal misgeneralization in deep RL.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-envs_app = typer.Typer(help="Environments and research variants.", no_args_is_help=True)
-agents_app = typer.Typer(help="Agent checkpoints.", no_args_is_help=True)
+
+def _guarded(command):
+    """Every command's error handling: a user error (:class:`InterpError`) is one ``error:``
+    line and exit 2, Ctrl-C one line (with what the command left behind, from the exception's
+    notes) and exit 130, an :class:`InterpWarning` one ``warning:`` line; no traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InterpWarning)
+            default = warnings.showwarning
+
+            def show(message, category, *rest, **kw):
+                if issubclass(category, InterpWarning):
+                    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+                else:
+                    default(message, category, *rest, **kw)
+            warnings.showwarning = show
+            try:
+                return command(*args, **kwargs)
+            except InterpError as err:
+                typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt as err:
+                notes = " ".join(getattr(err, "__notes__", []))
+                typer.secho(f"interrupted{': ' + notes if notes else ''}", fg=typer.colors.RED,
+                            err=True)
+                raise typer.Exit(130) from None
+    return run
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose commands all run through :func:`_guarded`."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(_guarded(fn))
+
+
+app = _Typer(help="Interpretability for goal misgeneralization in deep RL.",
+             no_args_is_help=True, pretty_exceptions_enable=False)
+envs_app = _Typer(help="Environments and research variants.", no_args_is_help=True)
+agents_app = _Typer(help="Agent checkpoints.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 app.add_typer(agents_app, name="agents")
 sweep_app = typer.Typer(help="Populations of agents across training seeds, on Ray (an extra: "
@@ -29,12 +69,22 @@ START_LEVEL = typer.Option(None, min=0, help="First level seed, with --num-level
 TRAINING_LEVELS = typer.Option(False, "--training-levels",
                                help="Play the agent's own training levels (its checkpoint's "
                                     "num_levels and start_level).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing results at the output "
+                                                     "path.")
 
 
-def _fail(err: Exception) -> None:
-    """Print a user-facing error (no traceback) and exit 2."""
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+def _outputs(overwrite: bool, **paths: tuple[Optional[Path], str]) -> dict[str, Optional[Path]]:
+    """Check every output option before any work (:func:`interp.outputs.check_output`);
+    ``paths``: option name -> (path or None, "file" | "dir")."""
+    from interp.outputs import OutputError, check_output
+
+    given = {name: p for name, (p, _) in paths.items() if p is not None}
+    if len({Path(p).resolve() for p in given.values()}) < len(given):
+        raise OutputError(f"{' and '.join('--' + n.replace('_', '-') for n in given)} name "
+                          "the same path; give each its own")
+    return {name: None if p is None else check_output(p, kind, overwrite=overwrite,
+                                                      option="--" + name.replace("_", "-"))
+            for name, (p, kind) in paths.items()}
 
 
 def _options(items: Optional[List[str]]) -> dict:
@@ -69,19 +119,18 @@ def envs_list() -> None:
 def envs_show(
     variant: str = typer.Argument(..., help="Variant name (see `interp envs list`)."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
-    seed: int = typer.Option(0, help="Env seed (picks the levels)."),
+    seed: int = typer.Option(0, min=0, help="Env seed (picks the levels)."),
     levels: int = typer.Option(3, min=1, max=16, help="Number of example levels."),
     distribution_mode: str = typer.Option("easy", help="easy or hard."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Render example levels of a variant: whole-level overview beside the agent's view."""
     from interp.envs.render import render_variant
 
-    try:
-        path = render_variant(variant, out, seed=seed, levels=levels,
-                              distribution_mode=distribution_mode, options=_options(option))
-    except InterpError as err:
-        _fail(err)
+    path = render_variant(variant, out, seed=seed, levels=levels,
+                          distribution_mode=distribution_mode, options=_options(option),
+                          overwrite=overwrite)
     typer.echo(str(path))
 
 
@@ -92,10 +141,7 @@ def agents_info(checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.
     file trained elsewhere, what was inferred, what is missing and how to supply it."""
     from interp.checkpoint import describe_agent
 
-    try:
-        typer.echo(describe_agent(checkpoint))
-    except InterpError as err:
-        _fail(err)
+    typer.echo(describe_agent(checkpoint))
 
 
 @agents_app.command("import")
@@ -118,14 +164,11 @@ def agents_import(
     (source, the original file's sha256), so every command can use it."""
     from interp.checkpoint import describe_agent, import_agent
 
-    try:
-        path = import_agent(checkpoint, out, env=env, distribution_mode=distribution_mode,
-                            options=_options(option), num_levels=num_levels,
-                            start_level=start_level, steps=steps, source=source,
-                            overwrite=overwrite)
-        typer.echo(describe_agent(path))
-    except InterpError as err:
-        _fail(err)
+    path = import_agent(checkpoint, out, env=env, distribution_mode=distribution_mode,
+                        options=_options(option), num_levels=num_levels,
+                        start_level=start_level, steps=steps, source=source,
+                        overwrite=overwrite)
+    typer.echo(describe_agent(path))
 
 
 @agents_app.command("package")
@@ -137,10 +180,7 @@ def agents_package(
     """Package a finished run as a committed agent: agent.pt, config, log, curve, manifest."""
     from interp.package import package_run
 
-    try:
-        m = package_run(run_dir, out, overwrite=overwrite)
-    except InterpError as err:
-        _fail(err)
+    m = package_run(run_dir, out, overwrite=overwrite)
     typer.echo(f"{out}/agent.pt: {m['steps']:,} steps, seed {m['seed']}, "
                f"{m['bytes'] / 2**20:.1f} MB, sha256 {m['sha256'][:12]}")
 
@@ -163,12 +203,10 @@ def train_cmd(
     from interp.train import load_config, train
     from interp.train.config import resolve_config_path
 
-    try:
-        cfg = load_config(resolve_config_path(config)).with_overrides(
-            steps=steps, seed=seed, device=device)
-        summary = train(cfg, out, resume=resume, overwrite=overwrite, max_minutes=max_minutes)
-    except InterpError as err:
-        _fail(err)
+    cfg = load_config(resolve_config_path(config)).with_overrides(
+        steps=steps, seed=seed, device=device)
+    _outputs(True, out=(out, "dir"))  # writable; what may be replaced is train's to decide
+    summary = train(cfg, out, resume=resume, overwrite=overwrite, max_minutes=max_minutes)
     typer.echo(f"{summary['status']}: {summary['steps']:,} / {summary['total_steps']:,} steps "
                f"in {summary['out_dir']}")
 
@@ -179,7 +217,7 @@ def eval_cmd(
     checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
     env: str = typer.Option(..., "--env", help="Env variant (see `interp envs list`)."),
     episodes: int = typer.Option(256, min=1, help="Episodes, split evenly over the envs."),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
     num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     distribution_mode: Optional[str] = typer.Option(
@@ -191,6 +229,7 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the table here (.md)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as "
                                                                  "JSON here."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Evaluate an agent: success, return, length and the variant's misgeneralization metrics
     with 95% intervals, on the first episodes of every env."""
@@ -198,22 +237,18 @@ def eval_cmd(
 
     from interp.evaluate import evaluate_agent
 
-    try:
-        report = evaluate_agent(checkpoint, env, episodes, seed=seed, num_envs=num_envs,
-                                device=device, distribution_mode=distribution_mode,
-                                options=_options(option), num_levels=num_levels,
-                                start_level=start_level, training_levels=training_levels)
-    except InterpError as err:
-        _fail(err)
+    paths = _outputs(overwrite, out=(out, "file"), json=(json_out, "file"))
+    report = evaluate_agent(checkpoint, env, episodes, seed=seed, num_envs=num_envs,
+                            device=device, distribution_mode=distribution_mode,
+                            options=_options(option), num_levels=num_levels,
+                            start_level=start_level, training_levels=training_levels)
     typer.echo(report.markdown())
-    try:
-        for path, text in ((out, report.markdown() + "\n"),
-                           (json_out, json.dumps(report.to_dict(), indent=2) + "\n")):
-            if path is not None:
-                path.write_text(text)
-                typer.echo(str(path))
-    except OSError as err:
-        _fail(err)
+    for path, text in ((paths["out"], report.markdown() + "\n"),
+                       (paths["json"], json.dumps(report.to_dict(), indent=2) + "\n")):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            typer.echo(str(path))
 
 
 # ---- record ------------------------------------------------------------------------------
@@ -251,27 +286,18 @@ def record_cmd(
     import shlex
     import sys
 
-    from tqdm import tqdm
-
-    from interp.record import record
+    from interp.record import RecordError, record
 
     if resume + append + overwrite > 1:
-        _fail(ValueError("use at most one of --resume, --append, --overwrite"))
+        raise RecordError("use at most one of --resume, --append, --overwrite")
     mode = "resume" if resume else "append" if append else "overwrite" if overwrite else "create"
     command = shlex.join(["interp", *sys.argv[1:]])
-    try:
-        with tqdm(desc="episodes", unit="ep", disable=None) as bar:
-            summary = record(checkpoint, out, env=env, episodes=episodes, layers=layers,
-                             num_envs=num_envs, seed=seed, device=device, float16=float16,
-                             greedy=greedy, distribution_mode=distribution_mode,
-                             options=_options(option), compression=compression, mode=mode, command=command,
-                             progress=bar.update, num_levels=num_levels,
-                             start_level=start_level, training_levels=training_levels)
-    except InterpError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _fail(RuntimeError(f"interrupted; {out} is marked incomplete. Continue it with the same "
-                           "command plus --resume"))
+    summary = record(checkpoint, out, env=env, episodes=episodes, layers=layers,
+                     num_envs=num_envs, seed=seed, device=device, float16=float16,
+                     greedy=greedy, distribution_mode=distribution_mode,
+                     options=_options(option), compression=compression, mode=mode,
+                     command=command, progress="record", num_levels=num_levels,
+                     start_level=start_level, training_levels=training_levels)
     typer.echo(f"{summary.status}: {summary.episodes} episodes, {summary.rows:,} steps, mean "
                f"return {summary.mean_return:.2f} in {summary.path} ({summary.levels})")
 
@@ -283,12 +309,9 @@ def _agent_env(checkpoint: Path, env: str, distribution_mode: Optional[str], dev
     from interp.checkpoint import load_agent
     from interp.rollout import check_agent_env
 
-    try:
-        agent = load_agent(checkpoint, device)
-        model, spec = agent.model, agent.env_spec(env, distribution_mode, _options(option))
-        check_agent_env(model, spec)
-    except InterpError as err:
-        _fail(err)
+    agent = load_agent(checkpoint, device)
+    model, spec = agent.model, agent.env_spec(env, distribution_mode, _options(option))
+    check_agent_env(model, spec)
     return model, spec
 
 
@@ -304,8 +327,8 @@ def _channel_sets(items: List[str], colours: bool) -> List[List[int]]:
         elif not colours and all(p.lstrip("-").isdigit() for p in parts):
             out.append([int(p) for p in parts])
         else:
-            _fail(AblationError(f"cannot read {item!r}: give " + (
-                "colours R, G, B (e.g. R or G+B)" if colours else "channel numbers (e.g. 0,3,7)")))
+            raise AblationError(f"cannot read {item!r}: give " + (
+                "colours R, G, B (e.g. R or G+B)" if colours else "channel numbers (e.g. 0,3,7)"))
     return out
 
 
@@ -323,7 +346,7 @@ def ablate_cmd(
     mode: str = typer.Option("zero", help="zero, mean or resample."),
     episodes: int = typer.Option(32, min=1, help="Episodes per condition (same levels for all)."),
     num_envs: int = typer.Option(16, min=1, help="Envs per condition."),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on steps (cut episodes are "
                                                               "marked truncated)."),
     frames: int = typer.Option(256, min=1, help="Baseline frames for KL and |Δvalue|."),
@@ -337,30 +360,33 @@ def ablate_cmd(
         None, help="easy or hard (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Ablate channels (or input colours) and rank what changes against the unablated agent."""
-    from interp.ablate import INPUT, AblationError, ActivationStats, ablate
+    from interp.ablate import INPUT, AblationError, ActivationStats, ablate, check_rank_by
 
     if sum([bool(channels), all_channels, bool(input_colour)]) != 1:
-        _fail(AblationError("give exactly one of --channels, --all, --input-colour"))
+        raise AblationError("give exactly one of --channels, --all, --input-colour")
     if input_colour and layer not in (None, INPUT):
-        _fail(AblationError("--input-colour ablates the observation; leave out --layer"))
+        raise AblationError("--input-colour ablates the observation; leave out --layer")
     if not input_colour and layer is None:
-        _fail(AblationError("--layer is required with --channels / --all (or use "
-                            "--input-colour)"))
+        raise AblationError("--layer is required with --channels / --all (or use "
+                            "--input-colour)")
+    if stats is not None and mode == "zero":
+        raise AblationError("--stats is used by --mode mean or resample; zero ablation "
+                            "needs none")
+    report = _outputs(overwrite, report=(report, "dir"))["report"]
     model, spec = _agent_env(checkpoint, env, distribution_mode, device, option)
+    check_rank_by(spec, rank_by)
     conditions = None if all_channels else _channel_sets(channels or input_colour,
                                                          bool(input_colour))
-    try:
-        result = ablate(model, spec, INPUT if input_colour else layer, conditions, mode=mode,
-                        stats=ActivationStats.load(stats) if stats else None, episodes=episodes,
-                        num_envs=num_envs, seed=seed, max_steps=max_steps, frames=frames,
-                        batch=batch)
-        typer.echo(result.markdown(rank_by, top=10))
-        for path in result.write_report(report, rank_by) if report else []:
-            typer.echo(str(path))
-    except InterpError as err:
-        _fail(err)
+    result = ablate(model, spec, INPUT if input_colour else layer, conditions, mode=mode,
+                    stats=ActivationStats.load(stats) if stats else None, episodes=episodes,
+                    num_envs=num_envs, seed=seed, max_steps=max_steps, frames=frames,
+                    batch=batch)
+    typer.echo(result.markdown(rank_by, top=10))
+    for path in result.write_report(report, rank_by) if report else []:
+        typer.echo(str(path))
 
 
 @app.command("attribute")
@@ -380,24 +406,23 @@ def attribute_cmd(
     frames: int = typer.Option(32, min=1, help="Frames to attribute."),
     every: int = typer.Option(5, min=1, help="Take every n-th step of the agent's play."),
     num_envs: int = typer.Option(8, min=1),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
     n_steps: int = typer.Option(32, min=2, help="Integration steps (IG methods)."),
     grid: int = typer.Option(6, min=1, help="Frames in the overlay grid."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy or hard (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Attribute the critic and the actor to pixels or a layer; Fig. 9 maps and object shares."""
     from interp.attribute import attribute
 
+    out = _outputs(overwrite, out=(out, "dir"))["out"]
     model, spec = _agent_env(checkpoint, env, distribution_mode, device, option)
-    try:
-        result = attribute(model, spec, target or ["value", "action"], method, layer=layer,
-                           baseline=baseline, frames=frames, num_envs=num_envs, every=every,
-                           seed=seed, n_steps=n_steps)
-    except InterpError as err:
-        _fail(err)
+    result = attribute(model, spec, target or ["value", "action"], method, layer=layer,
+                       baseline=baseline, frames=frames, num_envs=num_envs, every=every,
+                       seed=seed, n_steps=n_steps)
     for row in result.shares:
         typer.echo(f"{row['object']:10s} uniform {row['uniform']:.3f}  " + "  ".join(
             f"{t} {row[t]:.3f}" for t in result.targets))
@@ -428,31 +453,31 @@ def probe_cmd(
     umap_layer: Optional[str] = typer.Option(None, help="Layer for the UMAP (default: best)."),
     no_umap: bool = typer.Option(False, "--no-umap", help="Skip the UMAP plot."),
     n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of levels."),
-    seed: int = typer.Option(0, help="Folds, shuffles, random agent, bootstrap, UMAP."),
+    seed: int = typer.Option(0, min=0, help="Folds, shuffles, random agent, bootstrap, UMAP."),
     features_file: Optional[Path] = typer.Option(
         None, help="Extra feature catalogue (YAML like configs/features.yaml)."),
     list_features: bool = typer.Option(False, "--list-features",
                                        help="List the features and exit."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Where in the network is a feature linearly readable, and by which channels?"""
     from probes import CONTROLS, ProbeError, load_catalogue, run_probe
 
-    try:
-        if list_features:
-            for f in load_catalogue(features_file).values():
-                games = ",".join(f.games) or "any"
-                typer.echo(f"{f.name:22s} {f.kind[:5]:5s} {games:8s} {f.description}")
-            return
-        if recording is None or feature is None or out is None:
-            raise ProbeError("give RECORDING, --feature and --out (or --list-features)")
-        res = run_probe(recording, feature, layers, features_file=features_file,
-                        log=lambda msg: typer.echo(msg, err=True), pool=pool, max_dim=max_dim,
-                        folds=folds, controls=() if no_controls else tuple(control or CONTROLS),
-                        random_agent_rows=random_agent_rows, umap=not no_umap,
-                        umap_layer=umap_layer, n_boot=n_boot, seed=seed)
-        paths = res.save(out)
-    except InterpError as err:
-        _fail(err)
+    if list_features:
+        for f in load_catalogue(features_file).values():
+            games = ",".join(f.games) or "any"
+            typer.echo(f"{f.name:22s} {f.kind[:5]:5s} {games:8s} {f.description}"
+                       + (f" (also: {', '.join(f.aliases)})" if f.aliases else ""))
+        return
+    if recording is None or feature is None or out is None:
+        raise ProbeError("give RECORDING, --feature and --out (or --list-features)")
+    out = _outputs(overwrite, out=(out, "dir"))["out"]
+    res = run_probe(recording, feature, layers, features_file=features_file,
+                    log=lambda msg: typer.echo(msg, err=True), pool=pool, max_dim=max_dim,
+                    folds=folds, controls=() if no_controls else tuple(control or CONTROLS),
+                    random_agent_rows=random_agent_rows, umap=not no_umap,
+                    umap_layer=umap_layer, n_boot=n_boot, seed=seed)
+    paths = res.save(out)
     best = res.score("agent", res.best_layer)
     typer.echo(f"best layer {res.best_layer}: {res.metric} {best.value:.3f} "
                f"[{best.lo:.3f}, {best.hi:.3f}]")
@@ -469,9 +494,10 @@ def experiment_cmd(
     episodes: Optional[int] = typer.Option(
         None, min=1, help="Episodes per condition, the first ones of every env (agency: "
                           "trajectories per type); default: the experiment's own."),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Run one of the papers' experiments: `interp experiment NAME [CKPT...] --out DIR`."""
     from interp.experiments import ExperimentError, list_experiments, run_experiment
@@ -481,12 +507,9 @@ def experiment_cmd(
             typer.echo(f"{e.name:16s} {e.description} ({e.checkpoint_hint()})")
         return
     if name is None or out is None:
-        _fail(ExperimentError("give NAME and --out DIR (or --list)"))
-    try:
-        paths = run_experiment(name, checkpoints or [], out, episodes=episodes, seed=seed,
-                               device=device)
-    except InterpError as err:
-        _fail(err)
+        raise ExperimentError("give NAME and --out DIR (or --list)")
+    paths = run_experiment(name, checkpoints or [], out, episodes=episodes, seed=seed,
+                           device=device, overwrite=overwrite)
     for path in paths:
         typer.echo(str(path))
 

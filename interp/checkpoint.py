@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from torch import nn
 
 from interp.device import resolve_device
 from interp.envs.core import NUM_ACTIONS
-from interp.errors import InterpError
+from interp.errors import InterpError, InterpWarning
+from interp.outputs import check_output
 from interp.models import ImpalaAgent, ModelConfig
 from interp.version import code_version
 
@@ -72,7 +74,7 @@ class LoadedAgent:
         override them; another variant starts from its own defaults. Levels: ``num_levels`` /
         ``start_level`` when given, else its own training levels with ``training_levels``,
         else unrestricted (any level seed)."""
-        from interp.envs import EnvSpec
+        from interp.envs import EnvSpec, get_variant
 
         trained = self.manifest.get("env_spec") or {}
         variant = variant or trained.get("variant")
@@ -84,8 +86,10 @@ class LoadedAgent:
                                "--distribution-mode easy|hard")
         num_levels, start_level = self.levels(num_levels, start_level, training_levels)
         base = (trained.get("options") or {}) if variant == trained.get("variant") else {}
-        return EnvSpec(variant, mode, num_levels or 0, start_level or 0,
+        spec = EnvSpec(variant, mode, num_levels or 0, start_level or 0,
                        options={**base, **(options or {})})
+        self.warn_other_game(get_variant(variant).game)
+        return spec
 
     def levels(self, num_levels: int | None = None, start_level: int | None = None,
                training_levels: bool = False) -> tuple[int | None, int | None]:
@@ -111,6 +115,22 @@ class LoadedAgent:
             f"{name} does not say {what} (a file trained elsewhere); pass {option}, or import it "
             f"once: interp agents import {name} --env VARIANT --distribution-mode easy|hard "
             "[--num-levels N --start-level S] --out agent.pt")
+
+    def warn_other_game(self, game: str) -> None:
+        """Warn (:class:`~interp.errors.InterpWarning`) when ``game`` is not the game of the
+        agent's training env (nothing to compare for a checkpoint without an env spec)."""
+        from interp.envs import EnvConfigError, get_variant
+
+        trained = (self.manifest.get("env_spec") or {}).get("variant")
+        try:
+            trained_game = get_variant(trained).game if trained else None
+        except EnvConfigError:  # a variant this code does not know: nothing to compare
+            trained_game = None
+        if trained_game is not None and trained_game != game:
+            warnings.warn(InterpWarning(
+                f"the agent was trained on {trained} ({trained_game}), this runs it on "
+                f"{game}: its behaviour there says little about the goal it learned; pass an "
+                "env of its own game unless that is the point"), stacklevel=2)
 
 
 def _plain(obj: Any, where: str) -> Any:
@@ -166,6 +186,11 @@ def save_agent(path: str | os.PathLike, model: nn.Module, *, env_spec: dict | No
 
 
 def _read(path: Path) -> Any:
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth"))
+        hint = f"; it holds {', '.join(found[:3])}" if found else ""
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}"
+                              + (f": pass {path / 'agent.pt'}" if "agent.pt" in found else ""))
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
@@ -320,8 +345,7 @@ def import_agent(checkpoint: str | os.PathLike, out: str | os.PathLike, *, env: 
     checkpoint, out = Path(checkpoint), Path(out)
     if out.resolve() == checkpoint.resolve():
         raise CheckpointError(f"--out {out} is the file being imported; write a new file")
-    if out.exists() and not overwrite:
-        raise CheckpointError(f"{out} already exists; pass --overwrite to replace it")
+    check_output(out, "file", overwrite=overwrite)
     if not distribution_mode:
         raise CheckpointError("--distribution-mode is required: the mode the agent was trained "
                               "in (easy or hard; train-procgen-pytorch's config names say it, "

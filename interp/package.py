@@ -18,6 +18,7 @@ from pathlib import Path
 
 from interp.checkpoint import file_sha256, load_agent
 from interp.errors import InterpError
+from interp.outputs import check_output
 from interp.plots import training_curve
 
 RUN_FILES = ("config.yaml", "progress.csv")
@@ -52,8 +53,10 @@ def package_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False
     for name in RUN_FILES:
         if not (run_dir / name).exists():
             raise PackageError(f"{run_dir}/{name} is missing")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PackageError(f"{out} is not empty; pass --overwrite to replace its files")
+    if out.resolve() == run_dir.resolve():
+        raise PackageError(f"--out {out} is the run directory itself; package into another "
+                           "folder, e.g. agents/<name>")
+    check_output(out, "dir", overwrite=overwrite)
     ckpt = final_checkpoint(run_dir)
     agent = load_agent(ckpt)
     m = agent.manifest

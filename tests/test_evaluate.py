@@ -203,3 +203,15 @@ def test_cli_eval_bad_inputs_name_the_fix(runner, tmp_path):
     assert "15 actions" in fails(wide, "--env", "maze", "--episodes", "1")
     assert "KEY=VALUE" in fails(ckpt, "--env", "coinrun-coin-mix", "-o", "random_coin_fraction")
     assert "has no option" in fails(ckpt, "--env", "coinrun", "-o", "region_size=3")
+
+
+def test_cli_eval_warns_when_the_agent_plays_another_game(runner, tmp_path):
+    """A CoinRun agent evaluated on maze ran without a word."""
+    ckpt = _save(tmp_path, runner, "coinrun")
+    args = ["--episodes", "1", "--num-envs", "1", "--device", "cpu"]
+    res = CliRunner().invoke(app, ["eval", str(ckpt), "--env", "maze", *args])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("warning: the agent was trained on coinrun (coinrun), this "
+                                 "runs it on maze")
+    res = CliRunner().invoke(app, ["eval", str(ckpt), "--env", "coinrun-random-coin", *args])
+    assert res.exit_code == 0 and "warning" not in res.output

@@ -13,6 +13,7 @@ import torch
 from interp.checkpoint import load_agent
 from interp.envs import EnvConfigError
 from interp.evaluate import evaluate_policy
+from interp.outputs import OutputError
 from interp.package import PackageError, package_run, verify_package
 from interp.train import ConfigError, TrainConfig, load_config, train
 from interp.train.config import PRESET_DIR
@@ -239,7 +240,7 @@ def test_package_run_copies_the_final_agent_with_a_manifest(tmp_path):
     assert m["steps"] == 512 and m["source_checkpoint"] == "agent_512.pt"
     assert verify_package(pkg)["sha256"] == m["sha256"]
     assert load_agent(pkg / "agent.pt").optimizer_state is None
-    with pytest.raises(PackageError, match="not empty"):
+    with pytest.raises(OutputError, match="already holds files; pass --overwrite"):
         package_run(run, pkg)
     (pkg / "agent.pt").write_bytes(b"version https://git-lfs.github.com/spec/v1")
     with pytest.raises(PackageError, match="does not match its manifest"):

@@ -15,15 +15,20 @@ MARKS = {"goal": "cyan", "distractor": "magenta"}
 
 
 def render_variant(variant: str, out: str | Path, *, seed: int = 0, levels: int = 3,
-                   distribution_mode: str = "easy", options: dict | None = None) -> Path:
+                   distribution_mode: str = "easy", options: dict | None = None,
+                   overwrite: bool = False) -> Path:
     """Save a PNG of ``levels`` levels of ``variant`` (overview | agent view, goal and
-    distractor cells boxed) and return its path."""
+    distractor cells boxed) and return its path (``out``, with ``.png`` added if it has no
+    extension). An existing file is replaced only with ``overwrite``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from interp.outputs import check_output
+
+    out = check_output(out, "file", overwrite=overwrite, suffix=".png")
     spec = EnvSpec(variant, distribution_mode, options=dict(options or {}))
     v = get_variant(variant)
     opts = spec.resolved_options()
@@ -67,7 +72,6 @@ def render_variant(variant: str, out: str | Path, *, seed: int = 0, levels: int 
     title = f"{variant} ({distribution_mode}{', ' + opt_text if opt_text else ''}, seed {seed})"
     fig.suptitle("\n".join(textwrap.wrap(title, 90) + [legend]), fontsize=10)
     fig.tight_layout()
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from interp.checkpoint import LoadedAgent, load_agent
 from interp.device import resolve_device
+from interp.outputs import check_output
 
 from .common import ExperimentError
 
@@ -21,13 +22,14 @@ Runner = Callable[[list[tuple[str, LoadedAgent]], Path, dict], list[Path]]
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment: its name, one-line description and checkpoint count."""
+    """A registered experiment: its name, one-line description, checkpoint count and game."""
 
     name: str
     description: str
     min_checkpoints: int
     max_checkpoints: int | None  # None: any number
     run: Runner  # run(agents, out, kwargs with episodes / seed / device) -> written paths
+    game: str | None = None  # the game its agents play (None: no agent)
 
     def checkpoint_hint(self) -> str:
         lo, hi = self.min_checkpoints, self.max_checkpoints
@@ -79,19 +81,20 @@ def _registry() -> dict[str, Experiment]:
     return {e.name: e for e in (
         Experiment("value-vs-stage", "Fig. 6: critic value at level stages, coin in view vs the "
                    "same frame with the coin erased (coinrun-random-coin)", 1, 1,
-                   _single(value_vs_stage)),
+                   _single(value_vs_stage), "coinrun"),
         Experiment("permeable-wall", "Fig. 7: does the actor walk through a permeable end wall; "
-                   "where does the value peak", 1, 1, _single(permeable_wall)),
+                   "where does the value peak", 1, 1, _single(permeable_wall), "coinrun"),
         Experiment("misgen-rates", "Fig. 2: capability failure / goal misgeneralization vs the "
                    "random-coin training fraction (one checkpoint per fraction)", 1, None,
-                   lambda agents, out, kw: misgen_rates(agents, out, **kw)),
+                   lambda agents, out, kw: misgen_rates(agents, out, **kw), "coinrun"),
         Experiment("maze-corner", "Maze I / Fig. 4: top-right corner vs cheese by cheese "
-                   "region, on the agent's training mazes", 1, 1, _maze_corner),
+                   "region, on the agent's training mazes", 1, 1, _maze_corner, "maze"),
         Experiment("colour-shape", "Maze II / Ramanauskas & Simsek: colour vs shape preference, "
-                   "capability, input-colour ablations", 1, 1, _single(colour_shape, True)),
+                   "capability, input-colour ablations", 1, 1, _single(colour_shape, True),
+                   "maze"),
         Experiment("keys-chests", "Sec. 3.3 / Fig. 5: keys collected before the last chest, "
                    "extra keys and steps wasted on the test preset (twice as many keys as "
-                   "chests) beside the training preset", 1, 1, _keys_chests),
+                   "chests) beside the training preset", 1, 1, _keys_chests, "keys-chests"),
         Experiment("agency", "Sec. 3.5 / Table 1: agents vs devices on gridworld trajectories "
                    "(no agent needed)", 0, 0, agency_run),
     )}
@@ -110,19 +113,22 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(name: str, checkpoints: Sequence[str | Path], out: str | Path, *,
-                   episodes: int | None = None, seed: int = 0,
-                   device: str = "cpu") -> list[Path]:
-    """Load the checkpoints and run experiment ``name``; returns the files written to ``out``.
-    ``episodes`` (per env / condition; trajectories per type for agency) defaults to the
-    experiment's own."""
+                   episodes: int | None = None, seed: int = 0, device: str = "cpu",
+                   overwrite: bool = False) -> list[Path]:
+    """Load the checkpoints and run experiment ``name``; returns the files written to ``out``
+    (a folder that must be empty unless ``overwrite``). ``episodes`` (per env / condition;
+    trajectories per type for agency) defaults to the experiment's own."""
     exp = get_experiment(name)
     n, lo, hi = len(checkpoints), exp.min_checkpoints, exp.max_checkpoints
     if n < lo or (hi is not None and n > hi):
         raise ExperimentError(f"experiment {name!r} {exp.checkpoint_hint()}, got {n}")
     if episodes is not None and episodes < 1:
         raise ExperimentError(f"episodes must be >= 1 (got {episodes})")
+    check_output(out, "dir", overwrite=overwrite)
     device = resolve_device(device)
     agents = [(_label(Path(c)), load_agent(c, device)) for c in checkpoints]
+    for _, agent in agents if exp.game else ():
+        agent.warn_other_game(exp.game)
     kw = {"seed": seed, "device": device, **({"episodes": episodes} if episodes else {})}
     return exp.run(agents, Path(out), kw)
 
