@@ -263,7 +263,8 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
                    *(MAZE_KEYS if cheese_maze else ()), *(OBJECT_KEYS if objects else ())})
     trace = StepTrace(keys) if keys else None
     ep = run_episodes(agent.model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
-                      max_steps=max_steps, on_step=trace, step_labels=bool(keys), device=dev)
+                      max_steps=max_steps, on_step=trace, step_labels=bool(keys), device=dev,
+                      progress=f"eval on {spec.variant}")
     o = episode_outcomes(ep)
     metrics = [_rate("success", SUCCESS_LABEL.get(game, "success: level completed"),
                      o["success"] > 0),

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from interp.envs import EnvSpec, GameState, get_variant, make_env
-from interp.envs.core import NOOP, NUM_ACTIONS
+from interp.envs.core import NOOP, NUM_ACTIONS, check_env_count
 from interp.errors import InterpError
 from interp.models import preprocess
+from interp.progress import Progress
 
 GOAL_REWARD = 10.0  # reward of the goal (coin, cheese, gem) in the games used here
 # policy(x, rows, hx) -> (logits, value, new hx); hx is None for a feed-forward agent
@@ -202,11 +202,74 @@ class Episodes:
     valid: np.ndarray
     frames: Frames | None = None  # sample of group 0's observations (``keep_frames``)
 
+    def take(self, groups: Sequence[int]) -> Episodes:
+        """These groups, in this order (frames kept)."""
+        g = list(groups)
+        return Episodes({m: v[g] for m, v in self.metrics.items()}, self.level_seed[g],
+                        self.truncated[g], self.valid[g], self.frames)
 
-def _tracked(spec: EnvSpec) -> tuple[bool, bool]:
-    """(reached_end, distractor): which label-based metrics a variant has."""
-    return (get_variant(spec.variant).game == "coinrun",
-            bool(spec.resolved_options().get("distractor")))
+    @staticmethod
+    def concat(parts: Sequence[Episodes]) -> Episodes:
+        """The groups of several runs of the same envs, in order (frames of the first); the
+        episode axes are padded to the longest with invalid episodes."""
+        k = max(p.valid.shape[2] for p in parts)
+
+        def cat(arrays: list[np.ndarray], fill) -> np.ndarray:
+            return np.concatenate([np.pad(a, ((0, 0), (0, 0), (0, k - a.shape[2])),
+                                          constant_values=fill) for a in arrays])
+        return Episodes({m: cat([p.metrics[m] for p in parts], np.nan) for m in parts[0].metrics},
+                        cat([p.level_seed for p in parts], -1),
+                        cat([p.truncated for p in parts], False),
+                        cat([p.valid for p in parts], False), parts[0].frames)
+
+
+def episode_metrics(spec: EnvSpec, label_metrics: bool = True) -> list[str]:
+    """Names of the per-episode metrics :func:`run_episodes` reports on ``spec``: ``return``,
+    ``success``, ``length``, ``steps_to_goal``, and with ``label_metrics`` ``reached_end``
+    (coinrun) and ``distractor`` (variants with a distractor)."""
+    names = ["return", "success", "length", "steps_to_goal"]
+    if label_metrics and get_variant(spec.variant).game == "coinrun":
+        names.append("reached_end")
+    if label_metrics and spec.resolved_options().get("distractor"):
+        names.append("distractor")
+    return names
+
+
+class _Bookkeeping:
+    """Per-episode results, (rows, episodes) arrays that grow with the episodes that have run
+    (doubling), never with the number asked for: memory follows the work done."""
+
+    def __init__(self, names: list[str], rows: int, cap: int):
+        self.names, self.rows, self.cap = names, rows, cap
+        self.metrics = {n: np.full((rows, 0), np.nan) for n in names}
+        self.level_seed = np.full((rows, 0), -1, np.int64)
+        self.truncated, self.valid = np.zeros((rows, 0), bool), np.zeros((rows, 0), bool)
+
+    def _grow(self, k: int) -> None:
+        width = min(self.cap, max(2 * self.valid.shape[1], k + 1, 4))
+        pad = width - self.valid.shape[1]
+
+        def more(a: np.ndarray, fill) -> np.ndarray:
+            return np.concatenate([a, np.full((self.rows, pad), fill, a.dtype)], 1)
+        self.metrics = {n: more(v, np.nan) for n, v in self.metrics.items()}
+        self.level_seed = more(self.level_seed, -1)
+        self.truncated, self.valid = more(self.truncated, False), more(self.valid, False)
+
+    def add(self, row: int, k: int, values: dict, level_seed: int, cut: bool) -> None:
+        if k >= self.valid.shape[1]:
+            self._grow(k)
+        for n in self.names:
+            self.metrics[n][row, k] = values[n]
+        self.level_seed[row, k], self.valid[row, k], self.truncated[row, k] = level_seed, True, cut
+
+    def episodes(self, groups: int, frames: Frames | None) -> Episodes:
+        """Arrays shaped (groups, envs, the most episodes an env ran)."""
+        k = int(self.valid.sum(1).max())
+        shape = (groups, self.rows // groups, k)
+        return Episodes({n: v[:, :k].reshape(shape) for n, v in self.metrics.items()},
+                        self.level_seed[:, :k].reshape(shape),
+                        self.truncated[:, :k].reshape(shape), self.valid[:, :k].reshape(shape),
+                        frames)
 
 
 @torch.no_grad()
@@ -215,7 +278,8 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                  max_steps: int | None = None, keep_frames: int = 0,
                  on_step: Callable[[Step], None] | None = None, step_labels: bool = False,
                  label_metrics: bool = True, device: torch.device | str | None = None,
-                 progress: str | None = "episodes") -> Episodes:
+                 progress: str | None = "episodes",
+                 action_seeds: Sequence[int] | None = None) -> Episodes:
     """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group.
 
     ``policy(x, rows, hx) -> (logits, value, new hx)`` defaults to ``model.step(x, hx)`` (see
@@ -224,35 +288,39 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     ``on_step(Step)`` is called once per vectorized step, before acting, with the active rows
     (with their frames' labels when ``step_labels``). ``label_metrics=False`` skips the
     label-based metrics (``reached_end``, ``distractor``), whose labels cost ~0.5 ms per
-    env-step: training-time evaluation only needs returns. ``progress`` labels a bar of finished
-    episodes on a terminal (None: no bar).
+    env-step: training-time evaluation only needs returns. ``progress`` labels the progress of
+    finished episodes (:class:`~interp.progress.Progress`; None: silent). ``action_seeds``: the
+    action-sampling seed of each group (default ``seed`` for all: common random numbers);
+    another seed replays the same levels with other random numbers.
+
+    The episodes axis of the result is as long as the most episodes an env has run (at least
+    the number asked for, short of ``max_steps``), so memory follows the work done.
     """
     spec = as_spec(env)
     check_agent_env(model, spec)
     device = torch.device(device or next(model.parameters()).device)
     E, K = min(num_envs, episodes), math.ceil(episodes / min(num_envs, episodes))
     N = groups * E
+    check_env_count(N, f"{groups} group(s) of {E} envs; lower --num-envs"
+                    + (" or --batch" if groups > 1 else ""))
     runner = PolicyRunner(model, N, device, policy)
-    track_end, track_distractor = _tracked(spec) if label_metrics else (False, False)
+    seeds_of = np.full(groups, seed) if action_seeds is None else np.asarray(action_seeds)
+    if seeds_of.shape != (groups,):
+        raise ValueError(f"action_seeds needs one seed per group ({groups}), got {seeds_of}")
+    names = episode_metrics(spec, label_metrics)
+    track_end, track_distractor = "reached_end" in names, "distractor" in names
     need_labels = track_end or track_distractor or (on_step is not None and step_labels)
-    names = ["return", "success", "length", "steps_to_goal"] + ["reached_end"] * track_end + [
-        "distractor"] * track_distractor
-    out = {n: np.full((N, K), np.nan) for n in names}
-    level_seed, truncated = np.full((N, K), -1, np.int64), np.zeros((N, K), bool)
-    valid = np.zeros((N, K), bool)
+    book = _Bookkeeping(names, N, K)
     count, step, env_of = np.zeros(N, int), np.zeros(N, int), np.tile(np.arange(E), groups)
     ret, success, end, dis = np.zeros(N), np.zeros(N, bool), np.zeros(N, bool), np.zeros(N, bool)
     reservoir, seen, rng = [], 0, np.random.default_rng(seed)
 
     def record(rows: np.ndarray, cut: bool) -> None:
         for r in rows:
-            k = count[r]
             values = {"return": ret[r], "success": success[r], "length": step[r],
                       "steps_to_goal": step[r] if success[r] else np.nan,
                       "reached_end": end[r], "distractor": dis[r]}
-            for n in names:
-                out[n][r, k] = values[n]
-            level_seed[r, k], valid[r, k], truncated[r, k] = seeds[r], True, cut
+            book.add(r, count[r], values, seeds[r], cut)
             count[r] += 1
         bar.update(len(rows))
 
@@ -262,9 +330,21 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                 if (rows := active[active // E == g]).size]
         return {k: np.concatenate([la[k] for la in labs]) for k in labs[0]}
 
+    def sample(logits: torch.Tensor, active: np.ndarray) -> np.ndarray:
+        """Actions of the active rows, each group with its own action seed."""
+        group = active // E
+        if (seeds_of == seeds_of[0]).all():
+            return _sample(logits, int(seeds_of[0]), env_of[active], count[active],
+                           step[active])
+        out = np.empty(len(active), int)
+        for s in np.unique(seeds_of[group]):
+            sel = seeds_of[group] == s
+            out[sel] = _sample(logits[torch.as_tensor(sel, device=logits.device)], int(s),
+                               env_of[active][sel], count[active][sel], step[active][sel])
+        return out
+
     envs = [make_env(spec, num=E, seed=seed) for _ in range(groups)]
-    bar = tqdm(total=N * K, desc=progress, unit="episode", leave=False,
-               disable=True if progress is None else None)  # None: only on a terminal
+    bar = Progress(N * K, progress or "", enabled=progress is not None)
     try:
         seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
         obs = np.concatenate([e.observe()[1] for e in envs])
@@ -281,7 +361,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             hx = runner.state(active) if on_step is not None or keep_frames else None
             logits, value = runner(preprocess(obs[active], device), active)
             actions = np.full(N, NOOP)
-            actions[active] = _sample(logits, seed, env_of[active], count[active], step[active])
+            actions[active] = sample(logits, active)
             if on_step is not None:
                 on_step(Step(active, active // E, env_of[active], count[active].copy(),
                              step[active].copy(), obs[active], value.float().cpu().numpy(),
@@ -322,9 +402,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
         frames = Frames(np.asarray(o, np.uint8).reshape(-1, 64, 64, 3), np.asarray(a, int),
                         np.asarray(r, int), np.asarray(k, int),
                         hx=torch.stack(h) if h and h[0] is not None else None)
-    shape = (groups, E, K)
-    return Episodes({n: v.reshape(shape) for n, v in out.items()}, level_seed.reshape(shape),
-                    truncated.reshape(shape), valid.reshape(shape), frames)
+    return book.episodes(groups, frames)
 
 
 @torch.no_grad()

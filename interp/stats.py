@@ -10,6 +10,21 @@ BOOTSTRAP = 2000  # resamples of the percentile bootstrap
 Z95 = 1.959963984540054
 
 
+RESAMPLE_CELLS = 1 << 24  # indices drawn at once by resampled_means (128 MiB)
+
+
+def resampled_means(values: np.ndarray, n: int, seed: int = 0,
+                    resamples: int = BOOTSTRAP) -> np.ndarray:
+    """Means of ``resamples`` draws (with replacement) of ``n`` of ``values``; memory stays
+    bounded however large ``n`` is (the draws come in blocks)."""
+    rng = np.random.default_rng(seed)
+    if resamples * n <= RESAMPLE_CELLS:
+        return values[rng.integers(len(values), size=(resamples, n))].mean(1)
+    rows = max(1, RESAMPLE_CELLS // n)
+    return np.concatenate([values[rng.integers(len(values), size=(min(rows, resamples - i), n))]
+                           .mean(1) for i in range(0, resamples, rows)])
+
+
 def bootstrap_mean(values, seed: int = 0) -> tuple[float, float, float]:
     """Mean and 95% percentile-bootstrap interval (2000 resamples) of ``values``, NaNs dropped;
     NaNs for no values."""
@@ -17,7 +32,7 @@ def bootstrap_mean(values, seed: int = 0) -> tuple[float, float, float]:
     v = v[~np.isnan(v)]
     if not len(v):
         return math.nan, math.nan, math.nan
-    means = v[np.random.default_rng(seed).integers(len(v), size=(BOOTSTRAP, len(v)))].mean(1)
+    means = resampled_means(v, len(v), seed)
     return float(v.mean()), *map(float, np.percentile(means, [2.5, 97.5]))
 
 

@@ -26,6 +26,11 @@ MAX_STATE_SIZE = 2**20
 NUM_ACTIONS = 15
 NOOP = 4  # the "do nothing" action (no direction, no key)
 DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
+# the engine aborts the process (fassert) on a mode its game lacks; exploration fixes the levels
+# itself and refuses num_levels / start_level, which every env here passes
+MODE_GAMES = {"extreme": ("chaser", "dodgeball", "leaper", "starpilot"),
+              "memory": ("caveflyer", "dodgeball", "heist", "jumper", "maze", "miner"),
+              "exploration": ()}
 
 
 class EnvConfigError(InterpError, ValueError):
@@ -110,6 +115,13 @@ class EnvSpec:
         if self.distribution_mode not in DISTRIBUTION_MODES:
             raise EnvConfigError(f"distribution_mode {self.distribution_mode!r} is not one of "
                                  f"{', '.join(DISTRIBUTION_MODES)}")
+        games = MODE_GAMES.get(self.distribution_mode)
+        if games is not None and variant.game not in games:
+            usable = [m for m in DISTRIBUTION_MODES
+                      if m not in MODE_GAMES or variant.game in MODE_GAMES[m]]
+            raise EnvConfigError(f"distribution_mode {self.distribution_mode!r} is not available "
+                                 f"for {self.variant} ({variant.game}); use one of "
+                                 f"{', '.join(usable)}")
         if self.num_levels < 0 or self.start_level < 0:
             raise EnvConfigError("num_levels and start_level must be >= 0 (0 levels = unlimited)")
         unknown = set(self.options) - set(variant.defaults)
@@ -301,6 +313,17 @@ def env_class(variant: Variant) -> type:
     return variant.engine or VecEnv
 
 
+MAX_ENVS = 4096  # envs one run may hold at once: ~2 MB each for CoinRun (516 MB per 256)
+
+
+def check_env_count(num: int, fix: str = "use fewer envs") -> None:
+    """Refuse, before any env exists, a run that would hold more than :data:`MAX_ENVS` envs
+    (memory grows ~2 MB per CoinRun env); ``fix`` says which option lowers it."""
+    if num > MAX_ENVS:
+        raise EnvConfigError(f"{num:,} envs at once would need about {2 * num / 1024:.0f} GB "
+                             f"(CoinRun: ~2 MB each); at most {MAX_ENVS:,}: {fix}")
+
+
 def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,
              distribution_mode: str = "easy", num_levels: int = 0, start_level: int = 0,
              options: dict | None = None, num_threads: int = 2, remote: bool = False) -> VecEnv:
@@ -309,6 +332,7 @@ def make_env(variant: str | EnvSpec, num: int = 64, seed: int = 0, *,
     sprites always do), where edits and labels run beside this process's work."""
     spec = variant if isinstance(variant, EnvSpec) else EnvSpec(
         variant, distribution_mode, num_levels, start_level, dict(options or {}))
+    check_env_count(num, "lower --num-envs")
     v = get_variant(spec.variant)
     if v.factory is not None:
         return v.factory(spec, num=num, seed=seed, num_threads=num_threads)
