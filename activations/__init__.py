@@ -87,6 +87,8 @@ class Recording:
 
     def __init__(self, path: str | Path, *, allow_incomplete: bool = False):
         self.path = Path(path)
+        if not self.path.is_file():
+            raise RecordingError(f"no recording file at {self.path}")
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as e:

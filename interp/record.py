@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import queue
 import threading
 import time
@@ -31,6 +32,8 @@ from activations import SCHEMA_VERSION
 from interp.device import resolve_device
 from interp.envs.core import NOOP
 from interp.errors import InterpError
+from interp.outputs import check_output
+from interp.progress import Progress
 from interp.rollout import check_agent_env, sample_actions
 
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
@@ -211,29 +214,32 @@ class _Writer:
                                         dtype=dtype, chunks=(4096,), exact=True)
             ds.resize(start + len(values), axis=0)
             ds[start:] = values
-        self._write_resume_point(batch["resume"], batch["states"], batch["hidden"])
+        write_resume_point(self.f, batch["resume"], batch["states"], batch["hidden"])
         self.f.flush()
 
-    def _write_resume_point(self, meta: dict, states: list[bytes],
-                            hidden: np.ndarray | None) -> None:
-        g = self.f.require_group(STATE_GROUP)
-        if hidden is not None:  # a recurrent agent's memory, per env
-            g.require_dataset("hidden_state", hidden.shape, np.float32, exact=True)[...] = hidden
-        width = max(map(len, states))
-        if "env_states" not in g:
-            g.create_dataset("env_states", shape=(len(states), width), maxshape=(len(states), None),
-                             dtype=np.uint8, chunks=(1, width))
-        ds = g["env_states"]
-        if ds.shape[1] < width:
-            ds.resize(width, axis=1)
-        buf = np.zeros(ds.shape, dtype=np.uint8)
-        for i, raw in enumerate(states):
-            buf[i, :len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-        ds[...] = buf
-        g.attrs["state_sizes"] = np.array([len(s) for s in states], dtype=np.int64)
-        g.attrs["loop"] = _json({k: v for k, v in meta.items() if k not in ("rows", "episodes")})
-        self.f.attrs["num_rows"] = meta["rows"]
-        self.f.attrs["num_episodes"] = meta["episodes"]
+
+def write_resume_point(f: h5py.File, meta: dict, states: list[bytes],
+                       hidden: np.ndarray | None) -> None:
+    """Store the loop counters, env states and (recurrent agents) hidden states from which
+    ``--resume`` continues."""
+    g = f.require_group(STATE_GROUP)
+    if hidden is not None:  # a recurrent agent's memory, per env
+        g.require_dataset("hidden_state", hidden.shape, np.float32, exact=True)[...] = hidden
+    width = max(map(len, states))
+    if "env_states" not in g:
+        g.create_dataset("env_states", shape=(len(states), width), maxshape=(len(states), None),
+                         dtype=np.uint8, chunks=(1, width))
+    ds = g["env_states"]
+    if ds.shape[1] < width:
+        ds.resize(width, axis=1)
+    buf = np.zeros(ds.shape, dtype=np.uint8)
+    for i, raw in enumerate(states):
+        buf[i, :len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    ds[...] = buf
+    g.attrs["state_sizes"] = np.array([len(s) for s in states], dtype=np.int64)
+    g.attrs["loop"] = _json({k: v for k, v in meta.items() if k not in ("rows", "episodes")})
+    f.attrs["num_rows"] = meta["rows"]
+    f.attrs["num_episodes"] = meta["episodes"]
 
 
 EPISODE_COLUMNS = {"id": np.int64, "env": np.int32, "index": np.int32, "level_seed": np.int64,
@@ -245,13 +251,13 @@ class _Loop:
     """Per-env counters of a recording; everything needed to continue it exactly."""
 
     def __init__(self, cfg: RecordConfig, env, layers: list[str], model, device,
-                 writer: _Writer, progress: Callable[[int], None] | None):
+                 writer: _Writer):
         from interp.rollout import PolicyRunner
 
         self.cfg, self.env, self.layers, self.model, self.device = cfg, env, layers, model, device
         self.runner = PolicyRunner(model, cfg.num_envs, device)
         self.writer = writer
-        self.progress = progress or (lambda n: None)
+        self.progress: Callable[[int], None] = lambda n: None  # called per finished episode
         n = cfg.num_envs
         self.quota = cfg.quotas()
         self.done = np.zeros(n, np.int64)  # finished episodes per env
@@ -279,13 +285,15 @@ class _Loop:
         if self.runner.hx is not None:
             self.runner.hx.copy_(torch.from_numpy(g["hidden_state"][...]))
 
-    def _resume_point(self) -> tuple[dict, list[bytes]]:
+    def resume_point(self) -> tuple[dict, list[bytes], np.ndarray | None]:
+        """(counters, env states, hidden states or None): what ``--resume`` continues from."""
         states = [s if s is not None else self.env.get_state_bytes(i)
                   for i, s in enumerate(self.frozen)]
         meta = {"rows": self.rows, "episodes": self.episodes, "done": self.done.tolist(),
                 "step": self.step.tolist(), "ret": self.ret.tolist(),
                 "touched": self.touched.tolist()}
-        return meta, states
+        hidden = self.runner.state()
+        return meta, states, None if hidden is None else hidden.cpu().numpy()
 
     # main loop -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -365,11 +373,9 @@ class _Loop:
         return ep
 
     def _flush(self, rows: _Rows, episodes: list) -> None:
-        meta, states = self._resume_point()
-        hidden = self.runner.state()
+        meta, states, hidden = self.resume_point()
         self.writer.submit({"rows": rows, "episodes": episodes, "resume": meta,
-                            "states": states,
-                            "hidden": None if hidden is None else hidden.cpu().numpy()})
+                            "states": states, "hidden": hidden})
 
 
 # -- public entry point ---------------------------------------------------------------------------
@@ -379,7 +385,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
            float16: bool | None = None, greedy: bool | None = None,
            distribution_mode: str | None = None, options: dict | None = None,
            compression: str | None = None, mode: str = "create", command: str = "",
-           buffer_mb: float = 128, progress: Callable[[int], None] | None = None,
+           buffer_mb: float = 128, progress: str | None = None,
            num_levels: int | None = None, start_level: int | None = None,
            training_levels: bool = False) -> RecordSummary:
     """Record ``episodes`` episodes of ``checkpoint``'s agent into the HDF5 file ``out``.
@@ -396,14 +402,48 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
     seed 0, the layers of ``DEFAULT_LAYERS`` (and ``RECURRENT_LAYERS`` for a recurrent agent),
     float32, sampled actions, uncompressed
     activations and observations (labels and the other step data are always gzip-compressed).
+    ``progress``: label of the progress of finished episodes (None: silent).
+
+    A new file appears at ``out`` only once its header and starting point are written, so an
+    interrupted recording can always be resumed. On Ctrl-C the KeyboardInterrupt carries a note
+    saying what ``out`` holds and what to do.
     """
+    out = Path(out)
+    try:
+        return _record(checkpoint, out, env=env, episodes=episodes, layers=layers,
+                       num_envs=num_envs, seed=seed, device=device, float16=float16,
+                       greedy=greedy, distribution_mode=distribution_mode, options=options,
+                       compression=compression, mode=mode, command=command,
+                       buffer_mb=buffer_mb, progress=progress, num_levels=num_levels,
+                       start_level=start_level, training_levels=training_levels)
+    except KeyboardInterrupt as e:
+        e.add_note(_state_of(out))
+        raise
+
+
+def _state_of(out: Path) -> str:
+    """What an interrupted run left at ``out``, and what to do."""
+    if not out.exists():
+        return f"nothing was written to {out}"
+    try:
+        with h5py.File(out, "r") as f:
+            status = f.attrs.get("status")
+    except OSError:
+        return f"{out} cannot be read; start again with --overwrite"
+    if status == "incomplete":
+        return f"{out} is marked incomplete; continue it with the same command plus --resume"
+    return f"{out} is unchanged ({status})"
+
+
+def _record(checkpoint, out: Path, *, env, episodes, layers, num_envs, seed, device, float16,
+            greedy, distribution_mode, options, compression, mode, command, buffer_mb,
+            progress, num_levels, start_level, training_levels) -> RecordSummary:
     from interp.checkpoint import load_agent
     from interp.envs import make_env
     from interp.evaluate import describe_levels
     from interp.hooks import resolve_names
     from interp.version import code_version
 
-    out = Path(out)
     dev = resolve_device(device)
     agent = load_agent(checkpoint, dev)
     model, manifest = agent.model, agent.manifest
@@ -426,6 +466,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
     elif mode in ("create", "overwrite"):
         if not episodes or episodes < 1:
             raise RecordError("--episodes must be a positive number of episodes")
+        check_output(out, "file", overwrite=True)
         if out.exists() and mode == "create":
             raise RecordError(f"{out} already exists; use --resume to finish it, --append to "
                               "add episodes, or --overwrite to replace it")
@@ -443,10 +484,12 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         raise ValueError(f"mode must be create, overwrite, resume or append, not {mode!r}")
 
     venv = make_env(spec, num=cfg.num_envs, seed=cfg.seed, remote=True)
+    partial = None  # a new file is written here, then renamed to ``out``
     try:
         check_agent_env(model, spec)
         if f is None:
-            f = _create(out, cfg, manifest, digest, spec, model, checkpoint, command,
+            partial = out.with_name(f".{out.name}.partial")
+            f = _create(partial, cfg, manifest, digest, spec, model, checkpoint, command,
                         code_version())
         elif command:
             f.attrs["commands"] = _json(json.loads(f.attrs["commands"]) + [command])
@@ -455,13 +498,22 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
         f.attrs["episodes_target"] = cfg.episodes
         writer = _Writer(f, cfg.compression, out, int(buffer_mb * 2**20), cfg.num_envs,
                          np.dtype(np.float16 if cfg.float16 else np.float32))
-        loop = _Loop(cfg, venv, list(cfg.layers), model, dev, writer, progress)
-        if STATE_GROUP in f:
-            loop.restore(f)
-            _truncate(f, loop.rows, loop.episodes)
-        t0 = time.perf_counter()
         try:
-            loop.run()
+            loop = _Loop(cfg, venv, list(cfg.layers), model, dev, writer)
+            if STATE_GROUP in f:
+                loop.restore(f)
+                _truncate(f, loop.rows, loop.episodes)
+            else:  # the start is the first resume point, written before the first step
+                write_resume_point(f, *loop.resume_point())
+                f.flush()
+            if partial is not None:
+                os.replace(partial, out)
+                partial = None
+            t0 = time.perf_counter()
+            with Progress(cfg.episodes - loop.episodes, progress or "",
+                          enabled=progress is not None) as bar:
+                loop.progress = bar.update
+                loop.run()
         finally:
             writer.close()  # writes what was queued; a crash leaves a consistent resume point
         f.attrs["status"] = "complete"
@@ -473,7 +525,7 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
                              time.perf_counter() - t0,
                              describe_levels(spec.to_dict(), manifest["env_spec"]))
     except OSError as e:
-        if f is None:
+        if f is None or partial is not None:
             raise RecordError(f"cannot create {out}: {e}; choose a writable path") from e
         raise RecordError(f"writing {out} failed: {e}. The file stays marked incomplete; fix "
                           "the cause and rerun with --resume") from e
@@ -484,6 +536,8 @@ def record(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
                 f.close()
             except OSError:
                 pass
+        if partial is not None:  # stopped before the file was whole enough to resume
+            partial.unlink(missing_ok=True)
 
 
 def _now() -> str:
@@ -496,11 +550,11 @@ def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, mod
     from interp.envs.labels import LABEL_DOCS, label_keys
     from interp.hooks import run_with_cache
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    f = h5py.File(out, "w")
     with torch.inference_mode():
         x = torch.zeros(1, model.config.in_channels, 64, 64, device=next(model.parameters()).device)
         _, _, cache = run_with_cache(model, x, list(cfg.layers))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    f = h5py.File(out, "w")
     f.attrs.update({
         "schema_version": SCHEMA_VERSION, "status": "incomplete", "created": _now(),
         "code_version": version, "commands": _json([command] if command else []),
@@ -525,6 +579,9 @@ def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mo
     except OSError as e:
         raise RecordError(f"cannot open {out} for --{mode}: {e}") from e
     try:
+        if not f.attrs and not len(f):
+            raise RecordError(f"{out} holds nothing (a recording stopped before its header was "
+                              "written); start it again with --overwrite")
         if f.attrs.get("schema_version") != SCHEMA_VERSION:
             raise RecordError(f"{out} is not an interp recording of schema {SCHEMA_VERSION}")
         status = f.attrs["status"]

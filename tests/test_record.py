@@ -18,6 +18,7 @@ from interp.checkpoint import save_agent
 from interp.envs import EnvConfigError, make_env
 from interp.hooks import UnknownLayerError, run_with_cache
 from interp.models import ImpalaAgent, ModelConfig, preprocess
+from interp.outputs import OutputError
 from interp.record import NOOP, RecordError, record
 from interp.rollout import IncompatibleAgentError
 
@@ -139,17 +140,24 @@ def test_labels_belong_to_the_state_that_produced_the_obs(full):
     env.close()
 
 
-def test_resume_after_interrupt_equals_uninterrupted(full, agent, tmp_path):
-    out = tmp_path / "resumed.h5"
+def test_resume_after_interrupt_equals_uninterrupted(full, agent, tmp_path, monkeypatch):
+    from interp import record as rec_mod
 
-    def stop_after_two(_n, seen=[]):
+    out = tmp_path / "resumed.h5"
+    end_episode, seen = rec_mod._Loop._end_episode, []
+
+    def stop_after_two(self, *args):
         seen.append(1)
         if len(seen) == 2:
             raise KeyboardInterrupt
+        return end_episode(self, *args)
 
-    with pytest.raises(KeyboardInterrupt):
-        record(agent, out, episodes=EPISODES, num_envs=ENVS, device="cpu", buffer_mb=0.5,
-               progress=stop_after_two)
+    monkeypatch.setattr(rec_mod._Loop, "_end_episode", stop_after_two)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        record(agent, out, episodes=EPISODES, num_envs=ENVS, device="cpu", buffer_mb=0.5)
+    monkeypatch.undo()
+    assert stopped.value.__notes__ == [f"{out} is marked incomplete; continue it with the same "
+                                       "command plus --resume"]
     with h5py.File(out) as f:
         assert f.attrs["status"] == "incomplete"
         assert 0 < f.attrs["num_rows"] < len(h5py.File(full)["steps/obs"])
@@ -221,8 +229,10 @@ def test_bad_input(agent, tmp_path):
     assert not out.exists()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(RecordError, match="cannot create"):
+    with pytest.raises(OutputError, match="file is a file, not a folder"):
         record(agent, blocker / "x.h5", episodes=1, device="cpu")
+    with pytest.raises(OutputError, match="is a folder; give a file name"):
+        record(agent, tmp_path, episodes=1, device="cpu")
     out.write_bytes(b"")
     with pytest.raises(RecordError, match="already exists.*--overwrite"):
         record(agent, out, episodes=1, device="cpu")
@@ -241,6 +251,7 @@ def test_cli_end_to_end(agent, tmp_path):
              "--layers", "embedder.block2.*", "--layers", "fc_value", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "complete: 2 episodes" in r.stdout
+    assert "record: 2/2 episodes (100%)" in r.stderr  # progress in a pipe, not only a terminal
     with h5py.File(out) as f:
         assert f.attrs["status"] == "complete"
         assert f["activations/embedder.block2.res1.resadd"].dtype == np.float16
@@ -261,3 +272,37 @@ def test_cli_unknown_layer(agent, tmp_path):
     assert "no layer matches 'embedder.block2.res1.resad'" in r.stderr
     assert "embedder.block2.res1.resadd" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "y.h5").exists()
+
+
+@pytest.mark.parametrize("where", ["layer shapes", "header", "first step"])
+def test_ctrl_c_at_any_point_leaves_no_stub(full, agent, tmp_path, monkeypatch, where):
+    """Ctrl-C in the first seconds left an HDF5 stub without attributes that --resume refused.
+    Now the file appears with its header and starting point, or not at all."""
+    from interp import hooks
+    from interp import record as rec_mod
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    target = {"layer shapes": (hooks, "run_with_cache"), "header": (rec_mod, "_now"),
+              "first step": (rec_mod._Loop, "run")}[where]
+    monkeypatch.setattr(*target, ctrl_c)
+    out = tmp_path / "x.h5"
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        record(agent, out, episodes=EPISODES, num_envs=ENVS, device="cpu")
+    monkeypatch.undo()
+    assert not (tmp_path / ".x.h5.partial").exists()
+    if where == "first step":
+        assert "marked incomplete; continue it with the same command plus --resume" in \
+            stopped.value.__notes__[0]
+        record(agent, out, mode="resume", device="cpu")
+        assert_same(read(out), read(full))
+    else:
+        assert not out.exists()
+        assert stopped.value.__notes__ == [f"nothing was written to {out}"]
+
+
+def test_resume_of_an_empty_stub_says_to_overwrite(agent, tmp_path):
+    out = tmp_path / "stub.h5"
+    h5py.File(out, "w").close()  # what an interrupted run of an earlier version left
+    with pytest.raises(RecordError, match="holds nothing .* start it again with --overwrite"):
+        record(agent, out, mode="resume", device="cpu")

@@ -139,3 +139,28 @@ def test_script_without_main_guard_gets_the_fix(tmp_path):
                           timeout=120)
     assert proc.returncode != 0
     assert "exited while starting" in proc.stderr and '__name__ == "__main__"' in proc.stderr
+
+
+def test_ctrl_c_reaches_the_parent_only():
+    """Every Ctrl-C printed a KeyboardInterrupt traceback from the env worker process: the
+    terminal sends SIGINT to the whole process group, worker included."""
+    r = subprocess.Popen(
+        [sys.executable, "-c",
+         "import numpy as np\n"
+         "from interp.envs import make_env\n"
+         "env = make_env('coinrun', num=2, remote=True)\n"
+         "print('ready', flush=True)\n"
+         "try:\n"
+         "    while True:\n"
+         "        env.act(np.zeros(2, int))\n"
+         "        env.observe()\n"
+         "except KeyboardInterrupt:\n"
+         "    env.close()\n"
+         "    print('closed', flush=True)\n"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert r.stdout.readline() == "ready\n"
+    time.sleep(0.5)
+    os.killpg(r.pid, signal.SIGINT)  # what Ctrl-C on a terminal does
+    out, err = r.communicate(timeout=60)
+    assert "closed" in out, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -13,8 +13,9 @@ a red-line-vs-yellow-gem test env) live side by side in one Python session.
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections import deque
+import signal
 import traceback
+from collections import deque
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -50,7 +51,9 @@ OBS_SHAPE = (64, 64, 3)
 
 def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads: int,
             resource_root: str | None, engine_options: dict | None) -> None:
-    """Serve one VecEnv: each request (method, args) gets one reply ("ok" | "error", value)."""
+    """Serve one VecEnv: each request (method, args) gets one reply ("ok" | "error", value).
+    Ctrl-C is the parent's to handle: the worker ignores it and stops when told or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from interp.envs.core import env_class, get_variant
 
     shm = shared_memory.SharedMemory(name=shm_name)
@@ -140,7 +143,16 @@ class RemoteVecEnv:
             target=_worker, name=f"interp-env-{spec.variant}", daemon=True,
             args=(child, self._shm.name, spec, num, self.seed, num_threads, resource_root,
                   engine_options))
-        self._proc.start()
+        # SIGINT stays blocked in the child from its first instruction (the mask is inherited):
+        # a Ctrl-C while it starts reaches only this process
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._proc.start()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         try:
             self.num_actions = self._reply(starting=True)
@@ -261,16 +273,17 @@ class RemoteVecEnv:
         if self._closed:
             return
         self._closed = True
-        try:
-            for _ in self._owed:  # drain owed replies, or the worker blocks on sending them
-                self._conn.recv()
-            self._conn.send(("close", ()))
-            self._proc.join(timeout=5)
-        except (OSError, EOFError):
-            pass
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout=5)
+        if self._proc.pid is not None:  # None: the worker never started
+            try:
+                for _ in self._owed:  # drain owed replies, or the worker blocks on sending them
+                    self._conn.recv()
+                self._conn.send(("close", ()))
+                self._proc.join(timeout=5)
+            except (OSError, EOFError):
+                pass
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(timeout=5)
         self._conn.close()
         del self._frames
         self._shm.close()
