@@ -39,7 +39,8 @@ def main() -> None:
     run_episodes(model, args.env, **{**run, "max_steps": 5})  # warm-up: imports, allocator
 
     t = time.perf_counter()
-    sweep = ablate(model, args.env, args.layer, None, batch=args.batch, frames=0, **run)
+    sweep = ablate(model, args.env, args.layer, None, batch=args.batch, frames=0,
+                   null_repeats=0, **run)  # the same work as the loop: no noise floor
     t_sweep = time.perf_counter() - t
     channels = len(sweep.conditions)
 

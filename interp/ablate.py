@@ -10,6 +10,12 @@ Every condition (a channel set) and the baseline (nothing ablated) run as groups
 one forward pass per step with a per-row channel mask, so a sweep over every channel costs
 about one evaluation of a large batch, not one evaluation per channel. Output effects (KL of
 the policy, |change of value|) are measured on the baseline agent's own observations.
+
+Common random numbers make a tiny change of the policy look like an effect: one different
+action and the episode diverges from the baseline's. The noise floor measures what divergence
+alone does: the unablated agent replayed on the same levels with other action seeds
+(``NULL_REPEATS`` times) against the baseline. An effect no larger than the floor
+(:meth:`AblationResult.noise_floor`) is reported as within noise.
 """
 
 from __future__ import annotations
@@ -32,16 +38,18 @@ from interp.rollout import (
     Episodes,
     as_spec,
     check_agent_env,
+    episode_metrics,
     run_episodes,
     sample_frames,
 )
-from interp.stats import bootstrap_mean, rate
+from interp.stats import bootstrap_mean, rate, resampled_means
 from interp.tables import write_csv
 
 INPUT = "input"  # pseudo-layer: the preprocessed observation, channels R, G, B
 COLOURS = "RGB"
 MODES = ("zero", "mean", "resample")
 OUTPUT_METRICS = ("kl", "dvalue")  # KL(policy || ablated policy), |value - ablated value|
+NULL_REPEATS = 2  # reruns of the unablated agent with other action seeds (the noise floor)
 
 
 class AblationError(InterpError, ValueError):
@@ -89,11 +97,15 @@ class ActivationStats:
 
     @classmethod
     def load(cls, path: str | Path) -> ActivationStats:
+        if not Path(path).is_file():
+            raise AblationError(f"no activation-stats file at {path}")
         try:
             d = torch.load(path, map_location="cpu", weights_only=True)
             return cls(d["layer"], d["mean"], d["samples"])
         except Exception as e:
-            raise AblationError(f"{path}: not an activation-stats file ({e})") from e
+            raise AblationError(f"{path}: not an activation-stats file (written by "
+                                "collect_stats(...).save(path)); it fails to load with "
+                                f"{type(e).__name__}") from e
 
 
 @torch.no_grad()
@@ -108,6 +120,15 @@ def collect_stats(model: nn.Module, env: str | EnvSpec, layer: str, *, frames: i
                                    None if fr.hx is None else fr.hx[i:i + 256])
                       for i in range(0, len(fr), 256)]).cpu()
     return ActivationStats(layer, acts.mean(0), acts)
+
+
+def check_rank_by(spec: EnvSpec, rank_by: str) -> str:
+    """Validate a ranking metric for ablations on ``spec`` (before any episode runs)."""
+    valid = episode_metrics(spec) + list(OUTPUT_METRICS)
+    if rank_by not in valid:
+        raise AblationError(f"cannot rank by {rank_by!r} on {spec.variant}; choose one of "
+                            f"{', '.join(valid)}")
+    return rank_by
 
 
 # -- per-row patched policy --------------------------------------------------------------------
@@ -140,7 +161,9 @@ def _nanmean(v: np.ndarray) -> float:
 @dataclass
 class AblationResult:
     """Episodes of the baseline (group 0) and every condition (group c + 1), on the same levels;
-    ``kl`` / ``dvalue``: (conditions, envs * episodes) per-episode means over sampled frames."""
+    ``kl`` / ``dvalue``: (conditions, envs * episodes) per-episode means over sampled frames;
+    ``null``: the unablated agent rerun on the same levels with other action seeds (one group
+    per rerun), for the noise floor."""
 
     layer: str
     mode: str
@@ -149,6 +172,7 @@ class AblationResult:
     kl: np.ndarray
     dvalue: np.ndarray
     spec: EnvSpec
+    null: Episodes
 
     @property
     def names(self) -> list[str]:
@@ -160,10 +184,52 @@ class AblationResult:
     def behaviour_metrics(self) -> list[str]:
         return list(self.episodes.metrics)
 
-    def _per_episode(self, metric: str, group: int) -> np.ndarray:
-        v = self.episodes.metrics[metric][group].reshape(-1).copy()
-        v[~self.episodes.valid[group].reshape(-1)] = np.nan
+    def _per_episode(self, metric: str, group: int, episodes: Episodes | None = None
+                     ) -> np.ndarray:
+        ep = self.episodes if episodes is None else episodes
+        v = ep.metrics[metric][group].reshape(-1).copy()
+        v[~ep.valid[group].reshape(-1)] = np.nan
         return v
+
+    @cached_property
+    def noise_floor(self) -> dict[str, float]:
+        """Behaviour metric -> the largest |mean difference| (95th percentile) that the
+        unablated agent produces against itself over as many paired episodes as a condition
+        has: per-episode differences of the reruns (other action seeds, same levels) minus the
+        baseline, pooled, resampled ``n`` at a time. A condition whose |Δ| is no larger is
+        within noise: divergence under common random numbers, not evidence of an effect."""
+        n = max(1, int(self.episodes.valid[0].sum()))
+        floor = {}
+        for m in self.behaviour_metrics:
+            base = self._per_episode(m, 0)
+            diffs = np.concatenate([self._per_episode(m, r, self.null) - base
+                                    for r in range(self.null.valid.shape[0])])
+            diffs = diffs[~np.isnan(diffs)]
+            floor[m] = (float(np.percentile(np.abs(resampled_means(diffs, n)), 95))
+                        if len(diffs) else math.nan)
+        return floor
+
+    def within_noise(self, row: dict, metric: str) -> bool:
+        """Whether an :attr:`effects` row's change of ``metric`` is within the noise floor."""
+        return bool(abs(row[f"d_{metric}"]) <= self.noise_floor[metric])
+
+    def noise_summary(self, rank_by: str) -> str:
+        """One paragraph: the noise floor and how many effects on ``rank_by`` are within it."""
+        reruns = self.null.valid.shape[0]
+        if not reruns:
+            return "No noise floor was measured (no reruns of the unablated agent)."
+        floors = ", ".join(f"|Δ{m}| ≤ {v:.3g}" for m, v in self.noise_floor.items()
+                           if m != "steps_to_goal")
+        text = (f"Noise floor (the unablated agent against itself: {reruns} reruns with other "
+                f"action seeds on the same levels): {floors}. Effects within it (marked ≈) "
+                "are what divergence under common random numbers produces, not evidence of an "
+                "effect.")
+        if rank_by not in OUTPUT_METRICS:
+            k = sum(self.within_noise(r, rank_by) for r in self.effects)
+            text += (f" {k} of {len(self.effects)} conditions change {rank_by} by no more than "
+                     "the noise floor" + (": more --episodes would tell effects from noise."
+                                          if k else "."))
+        return text
 
     def baseline(self) -> dict[str, tuple[float, float, float]]:
         """Baseline behaviour: metric -> (mean, lo, hi)."""
@@ -186,6 +252,7 @@ class AblationResult:
                 base, abl = self._per_episode(m, 0), self._per_episode(m, c + 1)
                 row[f"{m}_base"], row[f"{m}_ablated"] = _nanmean(base), _nanmean(abl)
                 row[f"d_{m}"], row[f"d_{m}_lo"], row[f"d_{m}_hi"] = bootstrap_mean(abl - base)
+                row[f"d_{m}_within_noise"] = self.within_noise(row, m)
             for m, values in (("kl", self.kl), ("dvalue", self.dvalue)):
                 row[m], row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_mean(values[c])
             rows.append(row)
@@ -194,25 +261,28 @@ class AblationResult:
     def table(self, rank_by: str = "return") -> list[dict]:
         """:attr:`effects` ranked by the size of the effect on ``rank_by`` (a behaviour metric,
         or ``kl`` / ``dvalue``)."""
-        valid_keys = self.behaviour_metrics + list(OUTPUT_METRICS)
-        if rank_by not in valid_keys:
-            raise AblationError(f"cannot rank by {rank_by!r}; choose one of "
-                                f"{', '.join(valid_keys)}")
+        check_rank_by(self.spec, rank_by)
         key = rank_by if rank_by in OUTPUT_METRICS else f"d_{rank_by}"
         rows = sorted(self.effects,
                       key=lambda r: -abs(r[key]) if not math.isnan(r[key]) else math.inf)
         return [{"rank": i + 1, **r} for i, r in enumerate(rows)]
 
     def markdown(self, rank_by: str = "return", top: int | None = None) -> str:
-        """The ranked table as markdown (effects with 95% intervals)."""
+        """The noise summary, then the ranked table as markdown (effects with 95% intervals;
+        ≈ marks effects within the noise floor)."""
         rows = self.table(rank_by)[:top]
         metrics = [m for m in self.behaviour_metrics if m != "steps_to_goal"]
         head = ["rank", "condition", "n"] + [f"Δ{m}" for m in metrics] + ["KL", "|Δvalue|"]
-        ci = lambda r, k: f"{r[k]:+.3g} [{r[k + '_lo']:+.3g}, {r[k + '_hi']:+.3g}]"  # noqa: E731
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+        def ci(r, m):
+            k = f"d_{m}"
+            return (("≈ " if r[f"{k}_within_noise"] else "")
+                    + f"{r[k]:+.3g} [{r[k + '_lo']:+.3g}, {r[k + '_hi']:+.3g}]")
+        lines = [self.noise_summary(rank_by), "", "| " + " | ".join(head) + " |",
+                 "|" + "---|" * len(head)]
         for r in rows:
             cells = [str(r["rank"]), r["condition"], str(r["n"])]
-            cells += [ci(r, f"d_{m}") for m in metrics]
+            cells += [ci(r, m) for m in metrics]
             cells += [f"{r[k]:.3g} [{r[k + '_lo']:.3g}, {r[k + '_hi']:.3g}]"
                       for k in OUTPUT_METRICS]
             lines.append("| " + " | ".join(cells) + " |")
@@ -270,7 +340,8 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
            conditions: Sequence[Sequence[int]] | None = None, *, mode: str = "zero",
            stats: ActivationStats | None = None, episodes: int = 32, num_envs: int = 16,
            seed: int = 0, max_steps: int | None = None, frames: int = 256,
-           batch: int = 16, device: torch.device | str | None = None) -> AblationResult:
+           batch: int = 16, null_repeats: int = NULL_REPEATS,
+           device: torch.device | str | None = None) -> AblationResult:
     """Ablate each channel set in ``conditions`` (None: every channel of ``layer`` alone).
 
     ``layer``: a hook name or ``"input"`` (channels 0/1/2 = R/G/B of the observation).
@@ -278,7 +349,8 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
     channel's activation on a random frame), both from ``stats``, collected from 256 frames
     of the unablated agent on env seed ``seed + 1`` when not given. ``episodes`` per condition
     (split over ``num_envs`` envs); up to ``batch`` conditions share one batched rollout;
-    ``frames``: baseline observations for the KL / |Δvalue| measurements.
+    ``frames``: baseline observations for the KL / |Δvalue| measurements. ``null_repeats``:
+    reruns of the unablated agent with other action seeds for the noise floor (0: none).
     """
     if mode not in MODES:
         raise AblationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -294,11 +366,15 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
             raise AblationError(f"stats are for layer {stats.layer!r}, not {layer!r}")
         stats = ActivationStats(layer, stats.mean.to(device), stats.samples.to(device))
     n = layer_channels(model, layer)
-    masks = torch.zeros(len(conditions) + 1, n, dtype=torch.bool, device=device)
-    for g, cond in enumerate(conditions, 1):
+    # groups: the baseline, NULL_REPEATS unablated reruns (other action seeds), the conditions
+    first = 1 + null_repeats
+    masks = torch.zeros(first + len(conditions), n, dtype=torch.bool, device=device)
+    for g, cond in enumerate(conditions, first):
         masks[g, list(cond)] = True
+    action_seeds = np.full(len(masks), seed)
+    action_seeds[1:first] = seed + np.arange(1, first)
 
-    fn, parts, frames_seen = _patched(model, layer, mode, stats), [], None
+    fn, parts = _patched(model, layer, mode, stats), []
     E = min(num_envs, episodes)
     for start in range(0, len(masks), batch):
         group_masks, rng = masks[start:start + batch], np.random.default_rng(seed)
@@ -308,20 +384,19 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
             donors = rng.integers(len(stats.samples), size=E)[rows % E] if mode == "resample" \
                 else None
             return fn(x, group_masks[torch.as_tensor(rows // E, device=device)], donors, hx)
-        ep = run_episodes(model, spec, groups=len(group_masks), episodes=episodes,
-                          num_envs=num_envs, seed=seed, policy=policy, max_steps=max_steps,
-                          keep_frames=frames if start == 0 else 0, device=device,
-                          progress=f"{layer}: conditions {start}-{start + len(group_masks) - 1}"
-                                   f" of {len(masks) - 1} (0 = baseline)")
-        frames_seen = ep.frames if start == 0 else frames_seen
-        parts.append(ep)
-    episodes_all = Episodes({k: np.concatenate([p.metrics[k] for p in parts])
-                             for k in parts[0].metrics},
-                            *(np.concatenate([getattr(p, f) for p in parts])
-                              for f in ("level_seed", "truncated", "valid")))
-    kl, dvalue = _output_effects(model, layer, mode, stats, masks[1:], frames_seen,
+        stop = start + len(group_masks) - 1
+        parts.append(run_episodes(
+            model, spec, groups=len(group_masks), episodes=episodes, num_envs=num_envs,
+            seed=seed, policy=policy, max_steps=max_steps, keep_frames=frames if start == 0 else 0,
+            device=device, action_seeds=action_seeds[start:stop + 1],
+            progress=f"{layer}: groups {start}-{stop} of {len(masks) - 1} (0: baseline, "
+                     f"then {null_repeats} reruns)"))
+    every = Episodes.concat(parts)
+    episodes_all = every.take([0, *range(first, len(masks))])
+    kl, dvalue = _output_effects(model, layer, mode, stats, masks[first:], every.frames,
                                  episodes_all.valid.shape[1:], seed, device)
-    return AblationResult(layer, mode, conditions, episodes_all, kl, dvalue, spec)
+    return AblationResult(layer, mode, conditions, episodes_all, kl, dvalue, spec,
+                          every.take(range(1, first)))
 
 
 def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, device,

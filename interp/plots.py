@@ -56,6 +56,10 @@ def ablation_effects(result: AblationResult, rows: list[dict], rank_by: str, pat
     for ax, key, colour in zip(axes[0], panels, ("tab:red", "tab:blue", "tab:green")):
         _hbars(ax, labels, [r[key] for r in rows], [r[f"{key}_lo"] for r in rows],
                [r[f"{key}_hi"] for r in rows], titles[key], colour)
+        if key == f"d_{rank_by}":
+            floor = result.noise_floor[rank_by]
+            ax.axvspan(-floor, floor, color="0.85", zorder=0, label=f"noise floor ±{floor:.3g}")
+            ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{result.mode} ablation of {result.layer} on {result.spec.variant} "
                  f"(ranked by {rank_by}; 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()

@@ -7,24 +7,28 @@ from typer.testing import CliRunner
 
 from cli import app
 from interp import hooks
-from interp.ablate import AblationError, ActivationStats, ablate
+from interp.ablate import AblationError, AblationResult, ActivationStats, ablate
 from interp.checkpoint import save_agent
+from interp.envs import EnvSpec
 from interp.hooks import UnknownLayerError
 from interp.models import ImpalaAgent
-from interp.rollout import IncompatibleAgentError
+from interp.rollout import Episodes, IncompatibleAgentError
 from interp.stats import bootstrap_mean
 
 LAYER = "embedder.block2.res1.conv1"
-RUN = dict(episodes=4, num_envs=2, max_steps=25, frames=12)  # tiny: 2 envs x 2 episodes
+RUN = dict(episodes=4, num_envs=2, max_steps=60, frames=12)  # tiny: 2 envs x 2 episodes
 COINRUN = {"variant": "coinrun", "distribution_mode": "easy"}  # env spec of the test agents
 
 
 @pytest.fixture(scope="module")
 def model():
-    """A random agent whose policy depends on its features (policy head at gain 1, not 0.01)."""
+    """A random agent whose policy depends on its features (policy head at gain 1, not 0.01)
+    and that runs right (RIGHT+UP, RIGHT): CoinRun episodes end within ~60 steps."""
     torch.manual_seed(0)
     m = ImpalaAgent().eval()
     torch.nn.init.orthogonal_(m.fc_policy.weight, 1.0)
+    with torch.no_grad():
+        m.fc_policy.bias[8], m.fc_policy.bias[7] = 3.0, 2.0
     return m
 
 
@@ -56,7 +60,8 @@ def test_batched_sweep_equals_per_channel_loop(model, mode):
     sweep = ablate(model, "coinrun", LAYER, chans, mode=mode, stats=stats, batch=2, **RUN)
     ep = sweep.episodes
     assert ep.metrics["return"].shape == (4, 2, 2)
-    assert (ep.level_seed == ep.level_seed[0]).all()  # every condition played the same levels
+    both = ep.valid & ep.valid[0]
+    assert (ep.level_seed == ep.level_seed[0])[both].all()  # every condition played the same levels
     for c, cond in enumerate(chans):
         one = ablate(model, "coinrun", LAYER, [cond], mode=mode, stats=stats, **RUN)
         for k, v in one.episodes.metrics.items():
@@ -67,8 +72,8 @@ def test_batched_sweep_equals_per_channel_loop(model, mode):
             np.testing.assert_allclose(one.kl[0], sweep.kl[c], rtol=1e-4, atol=1e-7)
             np.testing.assert_allclose(one.dvalue[0], sweep.dvalue[c], rtol=1e-4, atol=1e-6)
     assert np.nanmax(sweep.kl) > 0 and np.nanmax(sweep.dvalue) > 0
-    differs = [not np.array_equal(ep.metrics["length"][0], ep.metrics["length"][c])
-               for c in range(1, 4)]
+    differs = [not np.array_equal(ep.metrics["length"][0], ep.metrics["length"][c],
+                                  equal_nan=True) for c in range(1, 4)]
     assert any(differs), "no ablation changed behaviour: the test would prove nothing"
 
 
@@ -139,3 +144,69 @@ def test_cli_mismatched_agent(tmp_path):
                       steps=0)
     res = CliRunner().invoke(app, ["ablate", str(path), "--env", "coinrun", "--input-colour", "R"])
     assert res.exit_code == 2 and "16 actions" in res.output
+
+
+def test_cli_rank_by_is_checked_before_the_sweep(ckpt, monkeypatch):
+    """`--rank-by coins` failed only after the whole sweep."""
+    import interp.ablate
+
+    def sweep(*args, **kwargs):
+        raise AssertionError("the sweep started")
+    monkeypatch.setattr(interp.ablate, "run_episodes", sweep)
+    res = CliRunner().invoke(app, ["ablate", str(ckpt), "--env", "coinrun", "--input-colour",
+                                   "R", "--rank-by", "coins"])
+    assert res.exit_code == 2, res.output
+    assert ("cannot rank by 'coins' on coinrun; choose one of return, success, length, "
+            "steps_to_goal, reached_end, kl, dvalue") in res.output
+
+
+def test_huge_episode_counts_cost_only_what_runs(model):
+    """`interp ablate --episodes 1000000000` allocated episodes x envs arrays up front."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        res = ablate(model, "coinrun", "input", [[0]], episodes=10**6, num_envs=2, max_steps=3,
+                     frames=4)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert peak < 20, peak  # was ~300 MiB
+    assert res.episodes.valid.shape == (2, 2, 1) and res.kl.shape == (1, 2)
+
+
+def _result(base, null, conditions) -> AblationResult:
+    """An AblationResult of one env whose episodes returned ``base`` (baseline), ``null``
+    (one rerun per row) and ``conditions`` (one row per condition)."""
+    def episodes(rows):
+        r = np.asarray(rows, float)[:, None, :]
+        return Episodes({"return": r}, np.zeros(r.shape, int), np.zeros(r.shape, bool),
+                        np.ones(r.shape, bool))
+    k = len(base)
+    return AblationResult("input", "zero", [(c,) for c in range(len(conditions))],
+                          episodes([base, *conditions]), np.zeros((len(conditions), k)),
+                          np.zeros((len(conditions), k)), EnvSpec("coinrun"), episodes(null))
+
+
+def test_effects_within_the_agents_own_spread_are_flagged():
+    """8 episodes, a baseline that collects every coin: divergence alone loses a coin or two
+    per rerun, so losing one coin is within noise and losing six is not."""
+    base = [10.0] * 8
+    null = [[10, 0, 10, 10, 10, 10, 10, 10], [10, 10, 10, 10, 0, 10, 10, 10]]
+    res = _result(base, null, [[10, 10, 10, 0, 10, 10, 10, 10], [0] * 6 + [10, 10]])
+    floor = res.noise_floor["return"]
+    assert 1.25 <= floor <= 5  # |mean of 8 paired differences| at the 95th percentile
+    first, second = res.effects
+    assert first["d_return_within_noise"] and not second["d_return_within_noise"]
+    md = res.markdown("return")
+    assert md.startswith("Noise floor (the unablated agent against itself: 2 reruns")
+    assert "1 of 2 conditions change return by no more than the noise floor" in md
+    assert "| ≈ -1.25 [" in md and "| -7.5 [" in md
+
+
+def test_ablate_reruns_the_baseline_for_the_noise_floor(model):
+    res = ablate(model, "coinrun", LAYER, [[0]], **RUN)
+    assert res.null.valid.shape[0] == 2
+    both = res.null.valid & res.episodes.valid[0]
+    assert (res.null.level_seed == res.episodes.level_seed[0])[both].all()  # same levels
+    assert np.isfinite(res.noise_floor["return"]) and "Noise floor" in res.markdown()

@@ -112,7 +112,7 @@ def colour_shape(model: nn.Module, train: EnvSpec, out: str | Path, *,
         if ablations:
             res = ablate(model, spec, INPUT, [[0], [1], [2]], episodes=episodes,
                          num_envs=num_envs, seed=seed, max_steps=max_steps, frames=0,
-                         device=device)
+                         null_repeats=0, device=device)
             for g, name in enumerate(ABLATIONS[1:], 1):
                 rows.append({**row, "ablation": name,
                              **_summary(object_outcomes(res.episodes, group=g))})
