@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import operator
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -130,6 +131,7 @@ class Feature:
     value: str
     where: str | None = None
     games: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # other names that select this feature
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -172,7 +174,7 @@ def load_catalogue(path: str | Path | None = None) -> dict[str, Feature]:
         if not isinstance(entries, dict):
             raise ProbeError(f"{p}: expected a mapping 'features: {{name: {{...}}}}'")
         for name, spec in entries.items():
-            fields = {"description", "kind", "value", "where", "games"}
+            fields = {"description", "kind", "value", "where", "games", "aliases"}
             if (not isinstance(spec, dict) or set(spec) - fields
                     or not {"kind", "value"} <= set(spec)):
                 raise ProbeError(f"{p}: feature {name!r} needs 'kind' and 'value' and may have "
@@ -180,16 +182,41 @@ def load_catalogue(path: str | Path | None = None) -> dict[str, Feature]:
             out[name] = Feature(name=str(name), description=str(spec.get("description", "")),
                                 kind=spec["kind"], value=str(spec["value"]),
                                 where=str(spec["where"]) if spec.get("where") else None,
-                                games=tuple(spec.get("games") or ()))
+                                games=tuple(spec.get("games") or ()),
+                                aliases=tuple(str(a) for a in spec.get("aliases") or ()))
     return out
 
 
+def _words(text: str) -> set[str]:
+    """Lower-case words of a name or description, a plural 's' dropped (coins -> coin)."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w
+            for w in re.findall(r"[a-z]+", text.lower())}
+
+
+def suggest(name: str, features: dict[str, Feature], n: int = 3) -> list[str]:
+    """Feature names a user who typed ``name`` most likely means, best first: ranked by the
+    words they share with it in their aliases, then names, then descriptions (ties in
+    catalogue order, which lists a topic's main feature first), then close spellings."""
+    words = _words(name)
+    scored = []
+    for i, f in enumerate(features.values()):
+        hits = (len(words & _words(" ".join(f.aliases))), len(words & _words(f.name)),
+                len(words & _words(f.description)))
+        if any(hits):
+            scored.append((tuple(-h for h in hits), i, f.name))
+    close = difflib.get_close_matches(name, list(features), n=n, cutoff=0.5)
+    return list(dict.fromkeys([f for *_, f in sorted(scored)] + close))[:n]
+
+
 def get_feature(name: str, catalogue: str | Path | None = None) -> Feature:
-    """A feature by name; unknown names list the catalogue."""
+    """A feature by name or alias; unknown names suggest the likeliest and list the rest."""
     features = load_catalogue(catalogue)
-    if name not in features:
-        close = difflib.get_close_matches(name, features, n=3, cutoff=0.5)
-        raise ProbeError(f"unknown feature {name!r}."
-                         + (f" Did you mean {', '.join(close)}?" if close else "")
-                         + f" Features: {', '.join(features)} (`interp probe --list-features`)")
-    return features[name]
+    alias = {a: f for f in features.values() for a in f.aliases}
+    if name in features:
+        return features[name]
+    if name in alias:
+        return alias[name]
+    close = suggest(name, features)
+    raise ProbeError(f"unknown feature {name!r}."
+                     + (f" Did you mean {', '.join(close)}?" if close else "")
+                     + f" Features: {', '.join(features)} (`interp probe --list-features`)")

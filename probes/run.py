@@ -31,6 +31,7 @@ PROBE_NAMES = {"agent": "agent", "shuffled": "agent, shuffled labels",
                "majority": "majority / mean"}
 MAX_CLASSES = 32
 CHANNEL_UNITS = 1024  # vector layers up to this wide are ranked unit by unit
+MAX_BOOT = 10_000  # bootstrap resamples: counts of (n_boot, levels) are held in memory
 
 
 @dataclass
@@ -150,6 +151,9 @@ class ProbeOptions:
             raise ProbeError("folds must be >= 3 (nested CV picks the penalty on other folds)")
         if self.max_dim < 1 or self.batch_size < 1 or self.n_boot < 1:
             raise ProbeError("max_dim, batch_size and n_boot must be >= 1")
+        if self.n_boot > MAX_BOOT:
+            raise ProbeError(f"n_boot {self.n_boot:,} is more resamples than a 95% interval "
+                             f"needs and than memory holds; use at most {MAX_BOOT:,}")
 
 
 @dataclass
@@ -333,16 +337,18 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
             return _Probe(name, layer, view, dim, rows, opts.folds, tg.columns.shape[1],
                           Path(store))
 
-        probes = {("majority", ""): probe("majority", "", None, 0)}
+        plan = {("majority", ""): ("majority", "", None, 0, None)}
         for name, v in views.items():
-            probes[("agent", name)] = probe("agent", name, v, v.dim)
+            plan[("agent", name)] = ("agent", name, v, v.dim, None)
             ch = View.make(v.shape, "meanmax", max(opts.max_dim, CHANNEL_UNITS))
             if opts.channels and (len(v.shape) == 3 or ch.dim != v.dim):  # else: same inputs
-                probes[("channels", name)] = probe("channels", name, ch, ch.dim)
+                plan[("channels", name)] = ("channels", name, ch, ch.dim, None)
             if use_random:
-                probes[("random_agent", name)] = probe("random_agent", name, v, v.dim, ra_mask)
+                plan[("random_agent", name)] = ("random_agent", name, v, v.dim, ra_mask)
         if use_pixels:
-            probes[("pixels", "")] = probe("pixels", "", pixels, 3 * PIXEL_GRID ** 2)
+            plan[("pixels", "")] = ("pixels", "", pixels, 3 * PIXEL_GRID ** 2, None)
+        _check_memory([p[3] for p in plan.values()], opts.folds, tg.columns.shape[1])
+        probes = {key: probe(*p) for key, p in plan.items()}
         forward = _random_agent(rec.model_config, {n: rec.layer_shapes[n] for n in layers},
                                 opts.seed) if use_random else None
         mean_obs = _stream(rec, tg, probes, layers, forward, ra_mask, ra_rows, opts, log, t0)
@@ -374,6 +380,20 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
         probes.clear()  # release the memmaps before the directory goes
     results.info["seconds"]["total"] = time.perf_counter() - t0
     return results
+
+
+def _check_memory(dims: list[int], folds: int, targets: int) -> None:
+    """Refuse, before the pass, probes whose statistics (``folds * dim**2`` per probe, twice
+    over while fitting) would not fit in this machine's memory."""
+    import os
+
+    need = 2 * 8 * folds * sum(d * (d + targets + 1) for d in dims)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have // 2:
+        raise ProbeError(f"these probes would hold about {need / 2**30:.1f} GiB of statistics "
+                         f"({len(dims)} probes of up to {max(dims):,} inputs, {folds} folds); "
+                         f"this machine has {have / 2**30:.1f} GiB: lower --max-dim "
+                         "(default 512) or probe fewer --layers")
 
 
 def _stream(rec, tg: _Targets, probes: dict, layers: list[str], forward, ra_mask, ra_rows,

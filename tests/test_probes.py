@@ -172,6 +172,24 @@ def test_bad_input(planted, tmp_path):
         Feature("f", "", "regression", "open('x')")
 
 
+def test_documented_aliases_and_suggestions_by_meaning():
+    """`--feature coin` (the tool's own wording) was refused with coin_py/px/dy suggested."""
+    assert get_feature("coin").name == "coin_visible"
+    assert get_feature("cheese").name == "cheese_x"
+    with pytest.raises(ProbeError, match="unknown feature 'coins'. Did you mean coin_visible, "):
+        get_feature("coins")
+    with pytest.raises(ProbeError, match="Did you mean end_wall_visible, end_wall_dx"):
+        get_feature("wall")
+
+
+def test_probes_too_wide_for_memory_are_refused_before_the_pass():
+    """--max-dim without a cap made statistics of folds x dim^2 per probe (hundreds of GB)."""
+    wide = planted_recording(levels=8, steps=5, shapes={"embedder.block1.conv": (64, 32, 32)},
+                             planted=(), seed=2)
+    with pytest.raises(ProbeError, match=r"would hold about \d+\.\d GiB .* lower --max-dim"):
+        run_probe(wide, TARGET, max_dim=10**6, n_boot=10, umap=False)
+
+
 # -- outputs and CLI -----------------------------------------------------------------------------
 def test_save_writes_every_output(planted_result, tmp_path):
     paths = {p.name for p in planted_result.save(tmp_path)}
@@ -208,7 +226,7 @@ def test_cli_end_to_end(tmp_path):
     record(_agent(tmp_path / "agent.pt"), rec, episodes=12, num_envs=4, device="cpu",
            layers=["embedder.block3.*", "embedder.relufc"])
     out = tmp_path / "out"
-    r = _cli(str(rec), "--feature", "coin_visible", "--out", str(out), "--folds", "3",
+    r = _cli(str(rec), "--feature", "coin", "--out", str(out), "--folds", "3",
              "--layers", "embedder.block3.res*.resadd", "--layers", "embedder.relufc",
              "--random-agent-rows", "200", "--n-boot", "200", "--max-dim", "128")
     assert r.returncode == 0, r.stderr
@@ -219,6 +237,7 @@ def test_cli_end_to_end(tmp_path):
 
     r = _cli("--list-features")
     assert r.returncode == 0 and "coin_visible" in r.stdout and "cheese_in_top_right" in r.stdout
+    assert "(also: coin)" in r.stdout
     for args, message in [
         (["--feature", "coin_visibel"], "unknown feature 'coin_visibel'. Did you mean coin_vis"),
         (["--feature", "cheese_x"], "defined for maze recordings; this one is coinrun"),
