@@ -637,10 +637,7 @@ def summary_cmd(
     feature is readable beyond the random-init and pixel controls."""
     from interp.summary import summarize
 
-    try:
-        typer.echo(str(summarize(agent, eval_ or [], probe or [], out, overwrite)))
-    except InterpError as err:
-        _fail(err)
+    typer.echo(str(summarize(agent, eval_ or [], probe or [], out, overwrite)))
 
 
 if __name__ == "__main__":

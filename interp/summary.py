@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from interp.errors import InterpError
+from interp.outputs import check_output
 from interp.plots import pyplot, save_figure
 from interp.tables import fmt, md_table
 
@@ -72,6 +73,14 @@ def read_eval(path: Path) -> dict:
                            "`interp eval ... --json FILE`") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise SummaryError(f"--eval {path}: no 'metrics' in it; is it from `interp eval --json`?")
+    try:
+        data["env_spec"]["variant"], data["n"], data["episodes_per_env"], data["num_envs"]
+        for m in data["metrics"].values():  # null: a rate over no episodes (NaN, n/a)
+            m.update({k: math.nan if m[k] is None else float(m[k])
+                      for k in ("value", "lo", "hi")}, kind=str(m["kind"]), label=str(m["label"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SummaryError(f"--eval {path}: not the layout of `interp eval --json` (missing or "
+                           f"bad {e}); write it again with `interp eval ... --json FILE`") from None
     return data
 
 
@@ -84,31 +93,40 @@ def read_probe(folder: Path) -> ProbeVerdict:
             rows = list(csv.DictReader(f))
     except (OSError, ValueError) as e:
         raise SummaryError(f"--probe {folder}: not an `interp probe --out` folder ({e})") from None
-    metric = run["metric"]
 
     def interval(r: dict) -> Interval:
         return Interval(*(float(r[k]) for k in ("value", "ci_low", "ci_high")))
 
-    scores: dict[str, dict[str, Interval]] = {}
-    for r in rows:
-        if r["metric"] == metric:
-            scores.setdefault(r["probe"], {})[r["layer"]] = interval(r)
-    if not scores.get("agent"):
-        raise SummaryError(f"--probe {folder}: results.csv has no agent scores")
-    return ProbeVerdict(run["feature"]["name"], metric, int(run["rows"]), int(run["levels"]),
-                        list(run["layers"]), scores["agent"], scores.get("random_agent", {}),
-                        scores.get("pixels", {}).get(""),
-                        scores.get("majority", scores.get("shuffled", {})).get(""))
+    try:
+        metric = run["metric"]
+        scores: dict[str, dict[str, Interval]] = {}
+        for r in rows:
+            if r["metric"] == metric:
+                scores.setdefault(r["probe"], {})[r["layer"]] = interval(r)
+        if not scores.get("agent"):
+            raise SummaryError(f"--probe {folder}: results.csv has no agent scores")
+        return ProbeVerdict(run["feature"]["name"], metric, int(run["rows"]),
+                            int(run["levels"]), list(run["layers"]), scores["agent"],
+                            scores.get("random_agent", {}), scores.get("pixels", {}).get(""),
+                            scores.get("majority", scores.get("shuffled", {})).get(""))
+    except (KeyError, TypeError, ValueError) as e:
+        raise SummaryError(f"--probe {folder}: not an `interp probe --out` folder (its run.json "
+                           f"or results.csv lacks {e})") from None
 
 
 def _pct(m: dict) -> str:
     return fmt(m["value"], m["lo"], m["hi"], pct=True)
 
 
+def _measured_rates(ev: dict) -> list[dict]:
+    """The rate metrics with at least one episode (a rate over none is NaN)."""
+    return [m for m in ev["metrics"].values()
+            if m["kind"] == "rate" and not math.isnan(m["value"])]
+
+
 def _headline(ev: dict) -> str:
     """The variant's outcomes on one line, most frequent first."""
-    rates = sorted((m for m in ev["metrics"].values()
-                    if m["kind"] == "rate" and not m["label"].startswith("-")),
+    rates = sorted((m for m in _measured_rates(ev) if not m["label"].startswith("-")),
                    key=lambda m: -m["value"])
     return (f"On `{ev['env_spec']['variant']}` (n = {ev['n']}): "
             + "; ".join(f"{m['label']} {_pct(m)}" for m in rates) + ".")
@@ -156,8 +174,8 @@ def summarize(agent: str | os.PathLike, evals: list[Path], probes: list[Path],
     if not evals and not probes:
         raise SummaryError("nothing to summarize: pass at least one --eval or --probe")
     out = Path(out)
-    if (out / "summary.md").exists() and not overwrite:
-        raise SummaryError(f"{out / 'summary.md'} exists; pass --overwrite to replace it")
+    for name in ("summary.md", "summary.png"):  # the folder may hold other results
+        check_output(out / name, "file", overwrite=overwrite)
     ev_data = [read_eval(p) for p in evals]
     verdicts = [read_probe(p) for p in probes]
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +200,7 @@ def _figure(agent: str, evals: list[dict], verdicts: list[ProbeVerdict], path: P
     panels = len(evals) + len(verdicts)
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 3.6), squeeze=False)
     for ax, ev in zip(axes[0], evals):
-        rates = [m for m in ev["metrics"].values() if m["kind"] == "rate"][::-1]
+        rates = _measured_rates(ev)[::-1]
         y = range(len(rates))
         v = [100 * m["value"] for m in rates]
         err = [[100 * (m["value"] - m["lo"]) for m in rates],

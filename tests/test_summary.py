@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from interp.outputs import OutputError
 from interp.summary import SummaryError, read_probe, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_summary_page_and_figure(tmp_path):
     assert "No layer reads `coin_visible` beyond the controls" in text  # nothing clears here
     assert "mean episode length" not in text  # the page lists rates, not means
     assert (tmp_path / "out/summary.png").stat().st_size > 10_000
-    with pytest.raises(SummaryError, match="exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
         summarize("a", [_eval(tmp_path)], [], tmp_path / "out")
 
 
@@ -80,3 +81,25 @@ def test_cli_summary_and_its_errors(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "not an `interp probe --out` folder" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "p").exists()
+
+
+def test_unmeasured_rates_and_foreign_folders(tmp_path):
+    """A rate over no episodes (null in `interp eval --json`, e.g. corner first when the cheese
+    is always in the corner) and a training run's folder passed as --probe gave tracebacks."""
+    ev = _eval(tmp_path)
+    data = json.loads(ev.read_text())
+    data["metrics"]["corner_first"] = {"label": "top-right corner first", "kind": "rate",
+                                       "value": None, "lo": None, "hi": None, "n": 0}
+    ev.write_text(json.dumps(data))
+    text = summarize("a", [ev], [], tmp_path / "out").read_text()
+    assert "| top-right corner first | n/a |" in text and "corner first n/a" not in text
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"status": "complete"}')
+    (run / "results.csv").write_text("steps,return\n1,2\n")
+    with pytest.raises(SummaryError, match="not an `interp probe --out` folder .*'metric'"):
+        read_probe(run)
+    del data["env_spec"]
+    ev.write_text(json.dumps(data))
+    with pytest.raises(SummaryError, match="not the layout of `interp eval --json`"):
+        summarize("a", [ev], [], tmp_path / "out2")
