@@ -182,9 +182,14 @@ def load_catalogue(path: str | Path | None = None) -> dict[str, Feature]:
             out[name] = Feature(name=str(name), description=str(spec.get("description", "")),
                                 kind=spec["kind"], value=str(spec["value"]),
                                 where=str(spec["where"]) if spec.get("where") else None,
-                                games=tuple(spec.get("games") or ()),
-                                aliases=tuple(str(a) for a in spec.get("aliases") or ()))
+                                games=tuple(map(str, _as_list(spec.get("games")))),
+                                aliases=tuple(map(str, _as_list(spec.get("aliases")))))
     return out
+
+
+def _as_list(value) -> list:
+    """A YAML value that may be one item or a list of them (None: none)."""
+    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def _words(text: str) -> set[str]:

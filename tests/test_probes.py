@@ -182,6 +182,15 @@ def test_documented_aliases_and_suggestions_by_meaning():
         get_feature("wall")
 
 
+def test_one_game_or_alias_need_not_be_a_list(tmp_path):
+    """`games: coinrun` in a features file became the games c, o, i, n, r, u, n."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("features:\n  always:\n    kind: classification\n    value: agent_x > 0\n"
+                     "    games: coinrun\n    aliases: ax\n")
+    f = get_feature("ax", extra)
+    assert f.name == "always" and f.games == ("coinrun",) and f.aliases == ("ax",)
+
+
 def test_probes_too_wide_for_memory_are_refused_before_the_pass():
     """--max-dim without a cap made statistics of folds x dim^2 per probe (hundreds of GB)."""
     wide = planted_recording(levels=8, steps=5, shapes={"embedder.block1.conv": (64, 32, 32)},
