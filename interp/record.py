@@ -257,7 +257,8 @@ class _Loop:
         self.cfg, self.env, self.layers, self.model, self.device = cfg, env, layers, model, device
         self.runner = PolicyRunner(model, cfg.num_envs, device)
         self.writer = writer
-        self.progress: Callable[[int], None] = lambda n: None  # called per finished episode
+        # called every step with the episodes it finished (lines in a log even while none ends)
+        self.progress: Callable[[int], None] = lambda n: None
         n = cfg.num_envs
         self.quota = cfg.quotas()
         self.done = np.zeros(n, np.int64)  # finished episodes per env
@@ -350,6 +351,7 @@ class _Loop:
                 self.rows += len(active)
                 for i in active[first[active]]:
                     episodes.append(self._end_episode(i, info[i], labels, active))
+                self.progress(int(first[active].sum()))
                 obs = next_obs
                 steps += 1
                 finished = not (self.done < self.quota).any()
@@ -369,7 +371,6 @@ class _Loop:
         self.step[i], self.ret[i], self.touched[i] = 0, 0.0, False
         if self.done[i] >= self.quota[i]:
             self.frozen[i] = self.env.get_state_bytes(i)  # the next episode's start
-        self.progress(1)
         return ep
 
     def _flush(self, rows: _Rows, episodes: list) -> None:

@@ -26,8 +26,8 @@ MAX_STATE_SIZE = 2**20
 NUM_ACTIONS = 15
 NOOP = 4  # the "do nothing" action (no direction, no key)
 DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
-# the engine aborts the process (fassert) on a mode its game lacks; exploration fixes the levels
-# itself and refuses num_levels / start_level, which every env here passes
+# the stock engine aborts the process (fassert) on a mode its game lacks; exploration fixes the
+# levels itself and refuses num_levels / start_level, which every env here passes
 MODE_GAMES = {"extreme": ("chaser", "dodgeball", "leaper", "starpilot"),
               "memory": ("caveflyer", "dodgeball", "heist", "jumper", "maze", "miner"),
               "exploration": ()}
@@ -116,7 +116,7 @@ class EnvSpec:
             raise EnvConfigError(f"distribution_mode {self.distribution_mode!r} is not one of "
                                  f"{', '.join(DISTRIBUTION_MODES)}")
         games = MODE_GAMES.get(self.distribution_mode)
-        if games is not None and variant.game not in games:
+        if variant.engine is None and games is not None and variant.game not in games:
             usable = [m for m in DISTRIBUTION_MODES
                       if m not in MODE_GAMES or variant.game in MODE_GAMES[m]]
             raise EnvConfigError(f"distribution_mode {self.distribution_mode!r} is not available "
