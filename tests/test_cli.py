@@ -79,6 +79,8 @@ WRITERS = [
     (["probe", "rec.h5", "--feature", "coin", "--out", "{out}"], "--out"),
     (["experiment", "permeable-wall", AGENT, "--out", "{out}"], "--out"),
     (["summary", "x", "--eval", "e.json", "--out", "{out}"], "--out"),
+    (["agents", "import", AGENT, "--env", "coinrun", "--distribution-mode", "easy", "--out",
+      "{out}.pt"], "--out"),
     (["train", "coinrun-cpu", "--out", "{out}"], "--out"),
     (["agents", "package", "{run}", "--out", "{out}"], "--out"),
 ]
