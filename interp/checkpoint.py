@@ -27,8 +27,8 @@ from torch import nn
 from interp.device import resolve_device
 from interp.envs.core import NUM_ACTIONS
 from interp.errors import InterpError, InterpWarning
-from interp.outputs import check_output
 from interp.models import ImpalaAgent, ModelConfig
+from interp.outputs import check_output
 from interp.version import code_version
 
 FORMAT = "interp-agent"

@@ -245,17 +245,19 @@ def test_vectorized_rollout_carries_and_resets_memory_per_env(recurrent):
     assert starts > 6  # some env began a second episode mid-rollout
 
 
-def test_recurrent_record_resume_and_activations(recurrent, tmp_path):
+def test_recurrent_record_resume_and_activations(recurrent, tmp_path, monkeypatch):
+    from interp import record as rec_mod
+
     path, _, model = recurrent
     kw = dict(env="coinrun", distribution_mode="easy", episodes=4, num_envs=2, device="cpu")
     record(path, tmp_path / "full.h5", **kw)
 
-    def stop_after_one(_n, seen=[]):
-        seen.append(1)
-        if len(seen) == 1:
-            raise KeyboardInterrupt
+    def stop_at_the_first_episode_end(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(rec_mod._Loop, "_end_episode", stop_at_the_first_episode_end)
     with pytest.raises(KeyboardInterrupt):
-        record(path, tmp_path / "cut.h5", buffer_mb=0.05, progress=stop_after_one, **kw)
+        record(path, tmp_path / "cut.h5", buffer_mb=0.05, **kw)
+    monkeypatch.undo()
     record(path, tmp_path / "cut.h5", mode="resume", device="cpu")
     with h5py.File(tmp_path / "full.h5") as a, h5py.File(tmp_path / "cut.h5") as b:
         assert "gru.gru" in json.loads(a.attrs["layers"])  # recorded by default
