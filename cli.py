@@ -55,7 +55,7 @@ envs_app = _Typer(help="Environments and research variants.", no_args_is_help=Tr
 agents_app = _Typer(help="Agent checkpoints.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 app.add_typer(agents_app, name="agents")
-sweep_app = typer.Typer(help="Populations of agents across training seeds, on Ray (an extra: "
+sweep_app = _Typer(help="Populations of agents across training seeds, on Ray (an extra: "
                         "pip install -e '.[sweep]').", no_args_is_help=True)
 app.add_typer(sweep_app, name="sweep")
 
@@ -513,6 +513,7 @@ def experiment_cmd(
     for path in paths:
         typer.echo(str(path))
 
+
 # ---- sweep -------------------------------------------------------------------------------
 @sweep_app.command("train")
 def sweep_train_cmd(
@@ -536,17 +537,16 @@ def sweep_train_cmd(
     from interp.train import load_config
     from interp.train.config import resolve_config_path
 
+    require_ray()
+    cfg = load_config(resolve_config_path(config)).with_overrides(steps=steps, device=device)
+    _outputs(True, out=(out, "dir"))  # writable; a sweep folder is resumed, not replaced
     try:
-        require_ray()
-        cfg = load_config(resolve_config_path(config)).with_overrides(steps=steps, device=device)
         state = sweep_train(cfg, parse_seeds(seeds), out, address=address,
                             cpus_per_agent=cpus_per_agent, gpus_per_agent=gpus_per_agent,
                             max_minutes=max_minutes)
-    except InterpError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _fail(RuntimeError("aborted; runs keep their last checkpoint: rerun the same command "
-                           "to resume"))
+    except KeyboardInterrupt as err:
+        err.add_note("runs keep their last checkpoint: rerun the same command to resume")
+        raise
     done = [s for s, v in state.items() if v["status"] == "packaged"]
     failed = [s for s, v in state.items() if v["status"] == "failed"]
     typer.echo(f"{len(done)} of {len(state)} agent(s) packaged in {out / 'agents'}")
@@ -569,8 +569,8 @@ def sweep_eval_cmd(
              "for more settings."),
     episodes: int = typer.Option(256, min=1, help="Episodes per agent and setting, split evenly "
                                                  "over the envs."),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed, the same for "
-                                     "every agent."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed, the "
+                                            "same for every agent."),
     num_envs: int = typer.Option(64, min=1, help="Parallel envs per task."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy, hard, ... (default: each agent's training mode, else easy)."),
@@ -584,17 +584,16 @@ def sweep_eval_cmd(
     """Evaluate every agent of a folder on every setting (Ray tasks) into population.csv."""
     from interp.sweep import parse_settings, require_ray, sweep_eval
 
+    require_ray()
+    _outputs(True, out=(out, "dir"))  # writable; what may be replaced is sweep eval's to decide
     try:
-        require_ray()
         path = sweep_eval(folder, parse_settings(env), episodes, seed=seed, num_envs=num_envs,
                           distribution_mode=distribution_mode, out=out, overwrite=overwrite,
                           address=address, cpus_per_task=cpus_per_task,
                           gpus_per_task=gpus_per_task)
-    except InterpError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _fail(RuntimeError("aborted; finished pairs are kept: rerun the same command to "
-                           "finish"))
+    except KeyboardInterrupt as err:
+        err.add_note("finished pairs are kept: rerun the same command to finish")
+        raise
     typer.echo(str(path))
 
 
@@ -613,11 +612,9 @@ def sweep_report_cmd(
     (a stated test with FDR control) with example trajectories. Needs no Ray."""
     from interp.sweep import population_report
 
-    try:
-        paths = population_report(source, out, alpha=alpha, examples=examples,
-                                  overwrite=overwrite, device=device)
-    except InterpError as err:
-        _fail(err)
+    _outputs(True, out=(out, "dir"))  # writable; report.md is replaced only with --overwrite
+    paths = population_report(source, out, alpha=alpha, examples=examples,
+                              overwrite=overwrite, device=device)
     for path in paths:
         typer.echo(str(path))
 

@@ -82,6 +82,7 @@ WRITERS = [
     (["agents", "import", AGENT, "--env", "coinrun", "--distribution-mode", "easy", "--out",
       "{out}.pt"], "--out"),
     (["train", "coinrun-cpu", "--out", "{out}"], "--out"),
+    (["sweep", "report", "pop.csv", "--out", "{out}"], "--out"),
     (["agents", "package", "{run}", "--out", "{out}"], "--out"),
 ]
 
@@ -98,10 +99,11 @@ def test_unwritable_outputs_are_refused_before_any_work(args, option, tmp_path, 
         assert code == 2 and f"error: {option} {out}" in output and message in output, output
 
 
-# train and package have their own rules for an existing folder; summary writes two files
-# into a folder that may hold other results (tests/test_summary.py)
+# train, package and sweep have their own rules for an existing folder; summary writes two
+# files into a folder that may hold other results (tests/test_summary.py)
 @pytest.mark.parametrize("args, option", [w for w in WRITERS
-                                          if w[0][0] not in ("train", "agents", "summary")],
+                                          if w[0][0] not in ("train", "agents", "summary",
+                                                             "sweep")],
                          ids=lambda v: v[0] if isinstance(v, list) else "")
 def test_existing_results_are_kept_without_overwrite(args, option, tmp_path, no_work):
     out = tmp_path / "result"
