@@ -6,8 +6,10 @@ fork). Its code is NOT part of this repository: check it out locally and point a
     git clone https://github.com/jbkjr/train-procgen-pytorch /tmp/anchor    # local only
     python benchmarks/anchor_trainer.py --anchor /tmp/anchor --preset easy
     python benchmarks/anchor_trainer.py --anchor /tmp/anchor --preset coinrun-cpu
+    python benchmarks/anchor_trainer.py --anchor /tmp/anchor --preset easy --num-steps 32
 
-Both trainers get the preset's PPO settings (envs, steps, epochs, minibatches), CoinRun easy,
+Both trainers get the preset's PPO settings (envs, steps, epochs, minibatches; ``--num-steps``
+shortens the rollout, as docs/benchmarks.md's easy-preset baseline does), CoinRun easy,
 the same torch and Procgen thread counts. The anchor runs its own ``PPO.train`` loop on stock
 Procgen (its fork's extra env options are left out: they default to off) without its
 validation envs (which would double its env stepping) and with a no-op logger; interp runs
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--anchor", type=Path, required=True,
                     help="a local checkout of jbkjr/train-procgen-pytorch")
     ap.add_argument("--preset", default="easy", help="interp config whose PPO settings both use")
+    ap.add_argument("--num-steps", type=int, help="rollout length (default: the preset's)")
     ap.add_argument("--rollouts", type=int, default=2, help="timed rollouts per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
@@ -104,6 +107,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     base = load_config(resolve_config_path(args.preset)).to_dict()
     base["env"]["variant"] = "coinrun"
+    if args.num_steps:
+        base["ppo"]["num_steps"] = args.num_steps
     base["run"].update(device="cpu", total_steps=10**9, eval_variants=[],
                        env_threads=args.env_threads, env_groups=1, compile=False)
     cfgs = {amp: TrainConfig.from_dict({**base, "run": {**base["run"], "amp": amp}})

@@ -8,13 +8,15 @@ each (LR annealed over that length, no periodic evaluation), fp32 and bf16 runs 
 Per run it reports the mean training-episode return over the last third of the run, whether
 any episode was rewarded, and the steps/s; then per precision the mean over seeds with a 95%
 bootstrap interval, and the paired difference (bf16 - fp32). Run directories go to a
-temporary folder (``--keep DIR`` to keep them).
+temporary folder (``--keep DIR`` to keep them); runs that a previous call finished in the
+``--keep`` folder with the same length are reused, so seeds can be added one call at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,16 @@ def late_return(run_dir: Path, steps: int) -> tuple[float, bool]:
     return mean, any(float(r["ep_return"]) > 0 for r in rows)
 
 
+def finished_run(run_dir: Path, steps: int) -> dict | None:
+    """run.json of a run that completed ``steps`` steps in ``run_dir``, else None."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    done = info.get("status") == "complete" and info.get("total_steps") == steps
+    return info if done else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="coinrun-cpu")
@@ -55,12 +67,17 @@ def main() -> None:
         for amp in (False, True):
             cfg = TrainConfig.from_dict({**base, "run": {**base["run"], "seed": seed, "amp": amp}})
             out = root / f"seed{seed}-{'bf16' if amp else 'fp32'}"
-            summary = train(cfg, out, progress=False)
+            info = finished_run(out, cfg.total_steps)
+            if info is None:
+                summary = train(cfg, out, progress=False, overwrite=out.exists())
+                speed = f"{summary['session_steps_per_s']:.0f} steps/s"
+            else:
+                speed = f"reused ({info['steps'] / info['wall_time']:.0f} steps/s when it ran)"
             ret, rewarded = late_return(out, args.steps)
             results[amp].append((ret, rewarded))
             print(f"seed {seed} {'bf16' if amp else 'fp32'}: late return {ret:.2f}, "
                   f"rewarded episodes: {'yes' if rewarded else 'none'}, "
-                  f"{summary['session_steps_per_s']:.0f} steps/s", flush=True)
+                  f"{speed}", flush=True)
     print()
     for amp in (False, True):
         rets = np.array([r for r, _ in results[amp]])
