@@ -20,11 +20,12 @@ alone does: the unablated agent replayed on the same levels with other action se
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import (
     Episodes,
+    Frames,
+    Step,
     as_spec,
     check_agent_env,
     episode_metrics,
@@ -57,10 +60,11 @@ class AblationError(InterpError, ValueError):
 
 
 # -- layers and statistics ---------------------------------------------------------------------
-def layer_channels(model: nn.Module, layer: str) -> int:
-    """Number of channels (dim 1) of ``layer`` (an exact hook name or ``"input"``)."""
+def layer_shape(model: nn.Module, layer: str) -> tuple[int, ...]:
+    """Shape of one activation of ``layer`` (an exact hook name or ``"input"``), e.g.
+    (C, H, W) for a conv map."""
     if layer == INPUT:
-        return model.config.in_channels
+        return (model.config.in_channels, 64, 64)
     names = hooks.resolve_names(model, layer)  # raises UnknownLayerError listing valid names
     if len(names) != 1 or names[0] != layer:
         raise AblationError(f"give one exact layer name, not a pattern ({layer!r} matches "
@@ -68,7 +72,12 @@ def layer_channels(model: nn.Module, layer: str) -> int:
     with torch.no_grad():
         _, _, cache = hooks.run_with_cache(model, torch.zeros(1, model.config.in_channels, 64, 64,
                                                               device=_device(model)), layer)
-    return cache[layer].shape[1]
+    return tuple(cache[layer].shape[1:])
+
+
+def layer_channels(model: nn.Module, layer: str) -> int:
+    """Number of channels (dim 1) of ``layer`` (an exact hook name or ``"input"``)."""
+    return layer_shape(model, layer)[0]
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -132,23 +141,96 @@ def check_rank_by(spec: EnvSpec, rank_by: str) -> str:
 
 
 # -- per-row patched policy --------------------------------------------------------------------
-def _patched(model: nn.Module, layer: str, mode: str, stats: ActivationStats | None):
-    """``fn(x, masks, donors, hx) -> (logits, value, new hx)`` (:meth:`ImpalaAgent.step`) with
-    row i of ``x`` ablated on the channels ``masks[i]``; in resample mode row i takes its values
-    from ``stats.samples[donors[i]]``. A recurrent agent carries an ablated ``gru.gru`` on."""
-    def fn(x: torch.Tensor, masks: torch.Tensor, donors: np.ndarray | None = None,
-           hx: torch.Tensor | None = None):
+PatchOf = Callable[[torch.Tensor, np.ndarray, int], "hooks.HookFn | None"]
+
+
+def _patched_fn(mode: str, stats: ActivationStats | None):
+    """``fn(masks, donors) -> patch`` ablating channels ``masks[i]`` of row i; in resample mode
+    row i takes its values from ``stats.samples[donors[i]]``."""
+    def fn(masks: torch.Tensor, donors: np.ndarray | None = None) -> hooks.HookFn:
         if mode == "zero":
-            patch = hooks.zero(masks)
-        elif mode == "mean":
-            patch = hooks.mean(stats.mean, masks)
-        else:
-            patch = hooks.replace(stats.samples[torch.as_tensor(donors)], masks)
-        if layer == INPUT:
-            return model.step(patch(x, INPUT), hx)
-        with hooks.patch(model, {layer: patch}):
-            return model.step(x, hx)
+            return hooks.zero(masks)
+        if mode == "mean":
+            return hooks.mean(stats.mean, masks)
+        return hooks.replace(stats.samples[torch.as_tensor(donors)], masks)
     return fn
+
+
+def patched_step(model: nn.Module, layer: str, x: torch.Tensor, patch: hooks.HookFn | None,
+                 hx: torch.Tensor | None = None):
+    """``model.step(x, hx) -> (logits, value, new hx)`` with ``patch`` on ``layer``
+    (``"input"``: on the observation itself); a recurrent agent carries the patched memory on."""
+    if patch is None:
+        return model.step(x, hx)
+    if layer == INPUT:
+        return model.step(patch(x, INPUT), hx)
+    with hooks.patch(model, {layer: patch}):
+        return model.step(x, hx)
+
+
+def run_conditions(model: nn.Module, env: str | EnvSpec, layer: str, patch_of: PatchOf,
+                   conditions: int, *, episodes: int = 32, num_envs: int = 16, seed: int = 0,
+                   max_steps: int | None = None, batch: int = 16, keep_frames: int = 0,
+                   on_step: Callable[[Step], bool | None] | None = None,
+                   step_labels: bool = False, action_seeds: Sequence[int] | None = None,
+                   device: torch.device | str | None = None,
+                   progress: str = "conditions") -> Episodes:
+    """Play ``conditions`` interventions on the same levels with the same action random
+    numbers: up to ``batch`` conditions share one :func:`~interp.rollout.run_episodes`
+    rollout (one forward pass per step for all of them).
+
+    ``patch_of(cond, env, t)`` returns the patch of ``layer`` for a batch of rows (or None):
+    ``cond`` is each row's condition index (a long tensor on the device), ``env`` its env,
+    ``t`` the rollout's step. ``action_seeds``: one per condition (default ``seed``). Returns
+    the episodes, shaped (conditions, envs, episodes), with ``keep_frames`` observations of
+    condition 0. ``on_step`` sees ``Step.group`` as the condition index.
+    """
+    spec = as_spec(env)
+    device = torch.device(device or _device(model))
+    E = min(num_envs, episodes)
+    seeds = np.full(conditions, seed) if action_seeds is None else np.asarray(action_seeds)
+    parts = []
+    for start in range(0, conditions, batch):
+        size, t = min(batch, conditions - start), [0]
+
+        def policy(x, rows, hx, start=start, t=t):
+            cond = torch.as_tensor(rows // E + start, device=device)
+            out = patched_step(model, layer, x, patch_of(cond, rows % E, t[0]), hx)
+            t[0] += 1
+            return out
+
+        def shifted(step: Step, start=start) -> bool | None:
+            return on_step(dataclasses.replace(step, group=step.group + start))
+
+        parts.append(run_episodes(
+            model, spec, groups=size, episodes=episodes, num_envs=num_envs, seed=seed,
+            policy=policy, max_steps=max_steps, keep_frames=keep_frames if start == 0 else 0,
+            on_step=shifted if on_step else None, step_labels=step_labels, device=device,
+            action_seeds=seeds[start:start + size],
+            progress=f"{progress}: {start}-{start + size - 1} of {conditions}"))
+    return Episodes.concat(parts)
+
+
+@torch.no_grad()
+def forward_conditions(model: nn.Module, layer: str, x: torch.Tensor, patch_of: PatchOf,
+                       conditions: int, hx: torch.Tensor | None = None,
+                       rows_per_pass: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frames ``x`` (n, ...) under every condition at once: logits (conditions, n, A) and
+    values (conditions, n). ``patch_of(cond, frame, t)`` as in :func:`run_conditions`, with
+    each row's frame index instead of its env and ``t`` counting the forward passes. ``hx``:
+    a recurrent agent's memory entering each frame (None: feed-forward, or empty memory)."""
+    n = len(x)
+    per_pass = max(1, rows_per_pass // max(n, 1))
+    logits, values = [], []
+    for t, start in enumerate(range(0, conditions, per_pass)):
+        m = min(per_pass, conditions - start)
+        cond = torch.arange(start, start + m, device=x.device).repeat_interleave(n)
+        lg, v, _ = patched_step(model, layer, x.repeat(m, *[1] * (x.ndim - 1)),
+                                patch_of(cond, np.tile(np.arange(n), m), t),
+                                None if hx is None else hx.repeat(m, 1))
+        logits.append(lg.reshape(m, n, -1))
+        values.append(v.reshape(m, n))
+    return torch.cat(logits), torch.cat(values)
 
 
 # -- statistics --------------------------------------------------------------------------------
@@ -374,24 +456,19 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
     action_seeds = np.full(len(masks), seed)
     action_seeds[1:first] = seed + np.arange(1, first)
 
-    fn, parts = _patched(model, layer, mode, stats), []
-    E = min(num_envs, episodes)
-    for start in range(0, len(masks), batch):
-        group_masks, rng = masks[start:start + batch], np.random.default_rng(seed)
+    fn, E = _patched_fn(mode, stats), min(num_envs, episodes)
 
-        def policy(x, rows, hx, group_masks=group_masks, rng=rng):
-            # resample donors: one draw per env and step, shared by all groups
-            donors = rng.integers(len(stats.samples), size=E)[rows % E] if mode == "resample" \
-                else None
-            return fn(x, group_masks[torch.as_tensor(rows // E, device=device)], donors, hx)
-        stop = start + len(group_masks) - 1
-        parts.append(run_episodes(
-            model, spec, groups=len(group_masks), episodes=episodes, num_envs=num_envs,
-            seed=seed, policy=policy, max_steps=max_steps, keep_frames=frames if start == 0 else 0,
-            device=device, action_seeds=action_seeds[start:stop + 1],
-            progress=f"{layer}: groups {start}-{stop} of {len(masks) - 1} (0: baseline, "
-                     f"then {null_repeats} reruns)"))
-    every = Episodes.concat(parts)
+    def patch_of(cond: torch.Tensor, env: np.ndarray, t: int) -> hooks.HookFn:
+        # resample donors: one draw per env and step, the same in every batch of conditions
+        donors = np.random.default_rng([seed, t]).integers(len(stats.samples), size=E)[env] \
+            if mode == "resample" else None
+        return fn(masks[cond], donors)
+
+    every = run_conditions(
+        model, spec, layer, patch_of, len(masks), episodes=episodes, num_envs=num_envs,
+        seed=seed, max_steps=max_steps, batch=batch, keep_frames=frames, device=device,
+        action_seeds=action_seeds,
+        progress=f"{layer}: groups (0: baseline, then {null_repeats} reruns)")
     episodes_all = every.take([0, *range(first, len(masks))])
     kl, dvalue = _output_effects(model, layer, mode, stats, masks[first:], every.frames,
                                  episodes_all.valid.shape[1:], seed, device)
@@ -399,8 +476,8 @@ def ablate(model: nn.Module, env: str | EnvSpec, layer: str,
                           every.take(range(1, first)))
 
 
-def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, device,
-                    rows_per_pass: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, device
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode mean KL(policy || ablated) and |Δvalue| on the baseline's frames (a recurrent
     agent's with the memory it had there, ablated at this step only)."""
     E, K = shape
@@ -411,20 +488,16 @@ def _output_effects(model, layer, mode, stats, masks, frames, shape, seed, devic
     x, hx = preprocess(frames.obs, device), frames.hx
     logits, value, _ = model.step(x, hx)
     logp = torch.log_softmax(logits.double(), -1)
-    fn, rng = _patched(model, layer, mode, stats), np.random.default_rng(seed)
-    per_pass = max(1, rows_per_pass // len(x))
-    frame_kl, frame_dv = [], []
-    for start in range(0, len(masks), per_pass):
-        m = masks[start:start + per_pass]
-        rows = torch.arange(len(m), device=device).repeat_interleave(len(x))
-        donors = rng.integers(len(stats.samples), size=len(rows)) \
+    fn = _patched_fn(mode, stats)
+
+    def patch_of(cond: torch.Tensor, frame: np.ndarray, t: int) -> hooks.HookFn:
+        donors = np.random.default_rng([seed, t]).integers(len(stats.samples), size=len(cond)) \
             if mode == "resample" else None
-        a_logits, a_value, _ = fn(x.repeat(len(m), 1, 1, 1), m[rows], donors,
-                                  None if hx is None else hx.repeat(len(m), 1))
-        a_logp = torch.log_softmax(a_logits.double(), -1).reshape(len(m), len(x), -1)
-        frame_kl.append((logp.exp() * (logp - a_logp)).sum(-1))
-        frame_dv.append((a_value.reshape(len(m), len(x)) - value).abs())
-    frame_kl, frame_dv = (torch.cat(v).cpu().numpy() for v in (frame_kl, frame_dv))
+        return fn(masks[cond], donors)
+    a_logits, a_value = forward_conditions(model, layer, x, patch_of, len(masks), hx)
+    a_logp = torch.log_softmax(a_logits.double(), -1)
+    frame_kl = (logp.exp() * (logp - a_logp)).sum(-1).cpu().numpy()
+    frame_dv = (a_value - value).abs().cpu().numpy()
     episode_id = frames.env * K + frames.episode
     for e in np.unique(episode_id):
         sel = episode_id == e

@@ -13,6 +13,8 @@ Hooks are always removed on exit, also when the forward pass raises.
 
 ``channels`` is an index, a list of indices, or a bool mask: (C,) for every row, or (N, C)
 to patch a different channel set in each batch row (one forward pass, many ablations).
+``at`` (for :func:`clamp`) picks spatial positions the same way: a (row, col) pair, a bool
+mask (H, W) for every row, or (N, H, W) for a different position set per row.
 """
 
 from __future__ import annotations
@@ -198,8 +200,40 @@ def replace(tensor: torch.Tensor, channels: Channels = None) -> HookFn:
 
 
 def add(vector: torch.Tensor, channels: Channels = None, scale: float = 1.0) -> HookFn:
-    """Add ``scale * vector`` (broadcastable to one activation) to ``channels``."""
+    """Add ``scale * vector`` to ``channels``: one activation (broadcast to every row) or a
+    batch (N, ...) of per-row vectors (a steering sweep in one forward pass)."""
     return lambda out, name: _where(out, out + scale * _like(vector, out), channels)
+
+
+def clamp(value: float | torch.Tensor, channels: Channels = None,
+          at: tuple[int, int] | torch.Tensor | None = None) -> HookFn:
+    """Set ``channels`` of a (N, C, H, W) map to ``value`` at the positions ``at`` (None: all),
+    e.g. a few channels at one cell to retarget a maze agent (value: a number or (N,) per row)."""
+    def fn(out: torch.Tensor, name: str) -> torch.Tensor:
+        if out.ndim != 4:
+            raise ValueError(f"clamp needs a (N, C, H, W) map; layer {name!r} gives "
+                             f"{tuple(out.shape)}")
+        mask = _mask(out, channels) & _positions(out, at)
+        v = torch.as_tensor(value, dtype=out.dtype, device=out.device)
+        return torch.where(mask, v.reshape(-1, 1, 1, 1) if v.ndim else v, out)
+    return fn
+
+
+def _positions(output: torch.Tensor, at: tuple[int, int] | torch.Tensor | None) -> torch.Tensor:
+    """Bool mask over H, W shaped (1 or N, 1, H, W); True = patch."""
+    n, _, h, w = output.shape
+    if at is None:
+        return torch.ones((), dtype=torch.bool, device=output.device)
+    if not isinstance(at, torch.Tensor):
+        row, col = at
+        if not (0 <= row < h and 0 <= col < w):
+            raise IndexError(f"position {(row, col)} outside the {h}x{w} map")
+        at = torch.zeros(h, w, dtype=torch.bool)
+        at[row, col] = True
+    if at.dtype != torch.bool or at.shape not in ((h, w), (n, h, w)):
+        raise ValueError(f"position mask of {at.dtype} {tuple(at.shape)} does not fit output "
+                         f"{tuple(output.shape)}; use a bool ({h}, {w}) or ({n}, {h}, {w}) mask")
+    return at.to(output.device).reshape(-1, 1, h, w)
 
 
 def resample(source: torch.Tensor, channels: Channels = None, *, seed: int | None = None

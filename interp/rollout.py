@@ -276,9 +276,9 @@ class _Bookkeeping:
 def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episodes: int = 16,
                  num_envs: int = 16, seed: int = 0, policy: Policy | None = None,
                  max_steps: int | None = None, keep_frames: int = 0,
-                 on_step: Callable[[Step], None] | None = None, step_labels: bool = False,
-                 label_metrics: bool = True, device: torch.device | str | None = None,
-                 progress: str | None = "episodes",
+                 on_step: Callable[[Step], bool | None] | None = None,
+                 step_labels: bool = False, label_metrics: bool = True,
+                 device: torch.device | str | None = None, progress: str | None = "episodes",
                  action_seeds: Sequence[int] | None = None) -> Episodes:
     """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group.
 
@@ -286,9 +286,10 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     :class:`PolicyRunner`; ``hx`` is None for a feed-forward agent). ``max_steps`` caps the
     vectorized steps; ``keep_frames`` reservoir-samples that many of group 0's observations.
     ``on_step(Step)`` is called once per vectorized step, before acting, with the active rows
-    (with their frames' labels when ``step_labels``). ``label_metrics=False`` skips the
-    label-based metrics (``reached_end``, ``distractor``), whose labels cost ~0.5 ms per
-    env-step: training-time evaluation only needs returns. ``progress`` labels the progress of
+    (with their frames' labels when ``step_labels``); if it returns True the run stops there
+    (episodes not finished count as truncated, those not begun as invalid).
+    ``label_metrics=False`` skips the label-based metrics (``reached_end``, ``distractor``),
+    whose labels cost ~0.5 ms per env-step: training-time evaluation only needs returns. ``progress`` labels the progress of
     finished episodes (:class:`~interp.progress.Progress`; None: silent). ``action_seeds``: the
     action-sampling seed of each group (default ``seed`` for all: common random numbers);
     another seed replays the same levels with other random numbers.
@@ -362,11 +363,12 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             logits, value = runner(preprocess(obs[active], device), active)
             actions = np.full(N, NOOP)
             actions[active] = sample(logits, active)
-            if on_step is not None:
-                on_step(Step(active, active // E, env_of[active], count[active].copy(),
-                             step[active].copy(), obs[active], value.float().cpu().numpy(),
-                             actions[active], lab if step_labels else {},
-                             lambda r: envs[r // E].get_state(r % E), hx))
+            if on_step is not None and on_step(Step(
+                    active, active // E, env_of[active], count[active].copy(),
+                    step[active].copy(), obs[active], value.float().cpu().numpy(),
+                    actions[active], lab if step_labels else {},
+                    lambda r: envs[r // E].get_state(r % E), hx)):
+                break  # on_step asked to stop: unfinished episodes count as truncated
             for i in np.flatnonzero(active < E) if keep_frames else ():  # reservoir: group 0
                 r = active[i]
                 seen += 1

@@ -12,6 +12,7 @@ from interp.plots import pyplot, save_figure
 from interp.tables import write_csv
 from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults
 
+WEIGHTS_FILE = "weights.npz"
 METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "r2": "R²"}
 STYLE = {"agent": dict(color="C0", marker="o", lw=2),
          "random_agent": dict(color="C1", marker="s", ls="--"),
@@ -35,6 +36,8 @@ def write_report(res: ProbeResults, out: Path, top_channels: int = 16) -> list[P
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_csv(out / "results.csv", res.table()), _markdown(res, out / "results.md"),
              _score_plot(res, out / "score_by_layer.png"), _metadata(res, out / "run.json")]
+    if res.weights:
+        paths.append(_weights(res, out / WEIGHTS_FILE))
     if res.channels:
         paths += [write_csv(out / "channels.csv", res.channels),
                   _channel_plot(res, out / "channels.png", top_channels)]
@@ -88,6 +91,18 @@ def _markdown(res: ProbeResults, path: Path) -> Path:
                   f"col {j}) of {res.spatial.shape[0]}x{res.spatial.shape[1]}, out-of-fold R² "
                   f"{np.nanmax(res.spatial):.3f}."]
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _weights(res: ProbeResults, path: Path) -> Path:
+    """``weights.npz``: per layer the probe's weights on its view's inputs (dim, targets) and
+    the view (JSON in ``meta``), enough to map a probe direction back onto the activations."""
+    meta = {"feature": res.feature.name, "kind": res.feature.kind, "classes": res.classes,
+            "layers": {layer: {"key": f"w{i}", "shape": list(v.shape), "pool": v.pool,
+                               "max_dim": v.max_dim, "grid": v.grid}
+                       for i, (layer, (v, _)) in enumerate(res.weights.items())}}
+    np.savez(path, meta=np.array(json.dumps(meta)),
+             **{f"w{i}": w for i, (_, w) in enumerate(res.weights.values())})
     return path
 
 

@@ -57,6 +57,9 @@ class ProbeResults:
     mean_obs: np.ndarray | None = None
     umap: dict | None = None           # layer, embedding (n, 2), y (n,)
     info: dict = field(default_factory=dict)
+    # layer -> (view, weights (dim, targets)): the agent probe's ridge weights on the view's
+    # inputs, averaged over the CV folds (for steering along the probe, interp.causal)
+    weights: dict[str, tuple[View, np.ndarray]] = field(default_factory=dict)
 
     def score(self, probe: str, layer: str = "", metric: str | None = None) -> Score | None:
         return self.scores.get((probe, layer), {}).get(metric or self.metric)
@@ -362,6 +365,8 @@ def _probe(rec, feat: Feature, layers: list[str] | None, opts: ProbeOptions,
             feature=feat, metric=metrics[0], metrics=metrics, classes=tg.classes,
             layers=layers, views={n: v.describe() for n, v in views.items()}, scores=scores,
             best_layer=best, mean_obs=mean_obs,
+            weights={n: (views[n], fits[("agent", n)].w[:, 0][..., tg.tasks[0]].mean(0))
+                     for n in layers},
             info={"rows": len(tg.rows), "levels": int(len(np.unique(tg.groups))),
                   **{k: v for k, v in asdict(opts).items() if k != "workdir"},
                   "notes": notes,

@@ -57,6 +57,24 @@ class View:
         return f"{n} unit{'s' * (n > 1)}" + (
             f" randomly projected to {self.dim}" if n > self.dim else "")
 
+    def pullback(self, w: np.ndarray) -> np.ndarray:
+        """The weights ``w`` (dim,) of a linear readout of this view as weights on one raw
+        activation (*shape): ``view(x) @ w == (x * pullback(w)).sum()`` per row. Raises
+        ValueError for max pooling, which is not linear."""
+        w = np.asarray(w, np.float64).reshape(self.dim)
+        if len(self.shape) == 3:
+            c, h, wd = self.shape
+            if self.pool in ("max", "meanmax"):
+                raise ValueError(f"a {self.pool} view is not linear in the activations")
+            if self.pool == "mean":
+                return np.broadcast_to(w[:, None, None] / (h * wd), self.shape).copy()
+            g = self.grid
+            per_cell = w.reshape(c, g, g) / ((h // g) * (wd // g))
+            return np.repeat(np.repeat(per_cell, h // g, axis=1), wd // g, axis=2)
+        n = int(np.prod(self.shape))
+        full = _projection(n, self.dim) @ w if n > self.dim else w
+        return full.reshape(self.shape)
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32).reshape(len(x), *self.shape)
         if len(self.shape) == 3:

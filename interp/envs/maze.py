@@ -144,3 +144,71 @@ def check_region(options: dict, distribution_mode: str) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
         raise EnvConfigError(f"region_size must be an integer in 1..{top} for {distribution_mode} "
                              f"mazes (largest maze {top}x{top}); got {n!r}")
+
+
+# -- geometry for vector fields and decision squares ------------------------------------------
+# One grid step per action (measured on the engine: diagonal actions move horizontally; the
+# others do not move). (dx, dy) with y up.
+ACTION_STEPS = {0: (-1, 0), 1: (-1, 0), 2: (-1, 0), 3: (0, -1), 5: (0, 1),
+                6: (1, 0), 7: (1, 0), 8: (1, 0)}
+
+
+def free_cells(state: GameState) -> list[tuple[int, int]]:
+    """(x, y) of every cell that is not a wall, bottom row first."""
+    ys, xs = np.nonzero(state.grid != WALL)
+    return list(zip(xs.tolist(), ys.tolist()))
+
+
+def agent_cell(state: GameState) -> tuple[int, int]:
+    p = state.player
+    return int(p["x"]), int(p["y"])
+
+
+def place_agent(state: GameState, cell: tuple[int, int]) -> GameState:
+    """A copy of ``state`` with the agent standing still at the centre of ``cell`` (free)."""
+    x, y = cell
+    if not (0 <= y < state.grid.shape[0] and 0 <= x < state.grid.shape[1]) \
+            or state.grid[y, x] == WALL:
+        raise EditError(f"cell {cell} is a wall or outside the maze; the agent can only stand "
+                        "on a free cell")
+    out = state.copy()
+    i = np.flatnonzero(out.entities["type"] == 0)[0]
+    out.entities["x"][i], out.entities["y"][i] = x + 0.5, y + 0.5
+    out.entities["vx"][i] = out.entities["vy"][i] = 0
+    return out
+
+
+def distances(state: GameState, cell: tuple[int, int]) -> np.ndarray:
+    """Path lengths (cells) from every free cell to ``cell`` as ``grid[y, x]``; -1 unreachable."""
+    from interp.envs.labels import _bfs
+
+    free = np.ascontiguousarray(state.grid != WALL)
+    return _bfs(free.tobytes(), *free.shape, *cell)
+
+
+def steps_towards(dist: np.ndarray, cell: tuple[int, int]) -> set[tuple[int, int]]:
+    """Grid steps (dx, dy) from ``cell`` that shorten the path measured by ``dist``."""
+    x, y = cell
+    h, w = dist.shape
+    return {(dx, dy) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))
+            if 0 <= x + dx < w and 0 <= y + dy < h
+            and 0 <= dist[y + dy, x + dx] < dist[y, x]}
+
+
+def decision_square(state: GameState, goal: tuple[int, int], proxy: tuple[int, int],
+                    start: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """Where the ways from ``start`` (default: the agent's cell) to ``goal`` and to ``proxy``
+    part: walking towards the goal by steps that also approach the proxy, the first cell where
+    no step does both. None when one target lies on the way to the other (no choice to make)
+    or either is unreachable."""
+    to_goal, to_proxy = distances(state, goal), distances(state, proxy)
+    cell = start or agent_cell(state)
+    if to_goal[cell[1], cell[0]] < 0 or to_proxy[cell[1], cell[0]] < 0:
+        return None
+    while cell not in (goal, proxy):
+        both = steps_towards(to_goal, cell) & steps_towards(to_proxy, cell)
+        if not both:
+            return cell
+        dx, dy = min(both)
+        cell = (cell[0] + dx, cell[1] + dy)
+    return None
