@@ -235,3 +235,149 @@ def test_patch_spec_round_trip_and_checks(tmp_path):
     (tmp_path / "q.json").write_text('{"format": "interp-steer"}')
     with pytest.raises(SpecError, match="not an interp-patch"):
         PatchSpec.load(tmp_path / "q.json")
+
+
+# -- probe directions --------------------------------------------------------------------------
+PLANTED = "embedder.block2.res2.resadd"
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory):
+    from probes import Feature, run_probe
+    from probes.synthetic import planted_recording
+
+    rec = planted_recording(levels=30, steps=20, shapes={PLANTED: (32, 16, 16)},
+                            channels=(3, 7), position=(6, 11), signal=3.0, seed=1)
+    res = run_probe(rec, Feature("target", "planted", "classification", "target"),
+                    max_dim=512, n_boot=50, umap=False, spatial=False,
+                    controls=("shuffled",))
+    out = tmp_path_factory.mktemp("probe")
+    res.save(out)
+    return out
+
+
+def test_probe_direction_raises_the_probe_by_one_on_the_planted_channels(probe_dir):
+    from probes.views import View
+    from interp.causal.vectors import probe_vector
+
+    v, source = probe_vector(probe_dir, PLANTED, (32, 16, 16))
+    with np.load(probe_dir / "weights.npz") as f:
+        meta = json.loads(str(f["meta"]))
+        w = f[meta["layers"][PLANTED]["key"]][:, 0]
+    lay = meta["layers"][PLANTED]
+    view = View(tuple(lay["shape"]), lay["pool"], lay["max_dim"], lay["grid"])
+    x = np.random.default_rng(0).standard_normal((3, 32, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(view(x + v) @ w - view(x) @ w, 1.0, rtol=1e-3)
+    per_channel = (v ** 2).sum((1, 2))
+    assert set(np.argsort(-per_channel)[:2]) == {3, 7}
+    assert source["method"] == "probe" and source["feature"] == "target"
+    with pytest.raises(SteerError, match="not fitted on"):
+        probe_vector(probe_dir, "embedder.block3.conv", (32, 8, 8))
+    with pytest.raises(SteerError, match="not found"):
+        probe_vector(probe_dir / "nothing", PLANTED, (32, 16, 16))
+
+
+# -- commands end to end -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    m = ImpalaAgent().eval()
+    torch.nn.init.orthogonal_(m.fc_policy.weight, 1.0)
+    return save_agent(tmp_path_factory.mktemp("agent") / "agent.pt", m,
+                      env_spec={"variant": "maze-cheese-region", "distribution_mode": "easy",
+                                "num_levels": 0, "start_level": 0,
+                                "options": {"region_size": 15, "max_maze_size": 7}},
+                      seed=0, steps=0)
+
+
+def invoke(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in res.output, res.output
+    return res
+
+
+TINY = ["--episodes", 2, "--num-envs", 2, "--max-steps", 12]
+
+
+def test_cli_steer_rerun_and_vector_field(ckpt, tmp_path):
+    out = tmp_path / "steer"
+    res = invoke("steer", ckpt, "--out", out, "--layer", "embedder.block2.res1.resadd",
+                 "--object", "goal", "--pairs", 3, "--coef", -2, "--coef", 1, "--frames", 8,
+                 *TINY)
+    assert res.exit_code == 0, res.output
+    assert "random -2" in res.output and "P(goal | decision square)" in res.output
+    for name in ("steer.json", "patch.json", "patch.0.npy", "steer.png", "vector.png"):
+        assert (out / name).stat().st_size > 100, name
+    assert json.loads((out / "steer.json").read_text())["settings"]["coefficients"] == [-2, 1]
+    again = invoke("rerun", out / "steer.json", "--out", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "steer.csv").read_text() == (out / "steer.csv").read_text()
+    assert (tmp_path / "again" / "patch.0.npy").read_bytes() == (out / "patch.0.npy").read_bytes()
+    field = invoke("vector-field", ckpt, "--out", tmp_path / "vf", "--levels", 2, "--patch",
+                   out / "patch.json", "--coefficient", -1)
+    assert field.exit_code == 0, field.output
+    rows = list(csv_rows(tmp_path / "vf" / "vector-field.csv"))
+    assert rows and all(r["patched_dx"] != "nan" for r in rows)
+    assert (tmp_path / "vf" / "vector-field.png").stat().st_size > 5000
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path) as f:
+        yield from csv.DictReader(f)
+
+
+def test_cli_steer_from_probe(ckpt, probe_dir, tmp_path):
+    res = invoke("steer", ckpt, "--out", tmp_path / "s", "--layer", PLANTED, "--from-probe",
+                 probe_dir, "--frames", 4, *TINY)
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "s" / "patch.json").read_text())["source"]["method"] == "probe"
+
+
+def test_cli_retarget_and_resample(ckpt, probe_dir, tmp_path):
+    res = invoke("retarget", ckpt, "--out", tmp_path / "r", "--layer",
+                 "embedder.block2.res1.resadd", "--channels", "3,5", "--target", "4,4",
+                 "--target", "8,8", "--value", 5, *TINY)
+    assert res.exit_code == 0, res.output
+    rows = list(csv_rows(tmp_path / "r" / "retarget.csv"))
+    assert [(r["x"], r["y"]) for r in rows] == [("4", "4"), ("8", "8")]
+    assert (tmp_path / "r" / "retarget.png").stat().st_size > 5000
+    res = invoke("resample", ckpt, "--out", tmp_path / "m", "--layer", PLANTED, "--from-probe",
+                 probe_dir, "--top", 2, "--frames", 96, "--num-envs", 48, "--every", 2,
+                 "--random-sets", 2)
+    assert res.exit_code == 0, res.output
+    assert "chosen, matched" in res.output
+    assert json.loads((tmp_path / "m" / "resample.json").read_text())["settings"][
+        "channels"] == [3, 7]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["steer", "--layer", "embedder.block2.res1.resadd", "--object", "goal", "--coef", "0"],
+     "non-zero"),
+    (["steer", "--layer", "embedder.blok2", "--object", "goal"], "Did you mean"),
+    (["steer", "--layer", "relu", "--object", "goal", "--from-probe", "x"], "exactly one"),
+    (["steer", "--layer", "embedder.block2.res1.resadd", "--object", "coin"], "object must"),
+    (["steer", "--layer", "embedder.block2.res1.resadd", "--patch", "nope.json"], "cannot read"),
+    (["retarget", "--layer", "embedder.block2.res1.resadd", "--channels", "99"], "0-31"),
+    (["retarget", "--layer", "embedder.block2.res1.resadd", "--channels", "a"], "integers"),
+    (["retarget", "--layer", "fc_policy", "--channels", "1"], "spatial"),
+    (["resample", "--layer", "embedder.block2.res1.resadd"], "--channels"),
+    (["resample", "--layer", "embedder.block2.res1.resadd", "--channels", "1", "--match",
+      "cheese"], "choose --match"),
+    (["vector-field", "--env", "coinrun"], "maze"),
+    (["vector-field", "--coefficient", "-1"], "give --patch"),
+])
+def test_cli_errors(ckpt, tmp_path, args, message):
+    res = invoke(args[0], ckpt, "--out", tmp_path / "o", *args[1:], "--max-steps" if
+                 args[0] in ("steer", "retarget") else "--seed", 5)
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_cli_refuses_to_overwrite_and_bad_specs(ckpt, tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "steer.md").write_text("earlier")
+    res = invoke("steer", ckpt, "--out", tmp_path / "o", "--layer", "relu", "--object", "goal")
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    res = invoke("rerun", tmp_path / "o" / "steer.md", "--out", tmp_path / "p")
+    assert res.exit_code == 2 and "cannot read" in res.output

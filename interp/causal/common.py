@@ -29,22 +29,20 @@ def check_out(out: str | Path, names: list[str], overwrite: bool) -> Path:
     return out
 
 
-def agent_record(checkpoint: str | Path) -> dict:
-    """How a run spec names its agent: the path as given and the file's SHA-256."""
+def write_run_spec(path: Path, kind: str, checkpoint: str | Path, settings: dict) -> Path:
+    """``<kind>.json``: the agent (path and SHA-256) and the keyword arguments of the command's
+    run function, enough for :func:`interp.causal.commands.rerun` to repeat it exactly."""
     from interp.package import sha256
 
-    return {"agent": str(checkpoint), "agent_sha256": sha256(Path(checkpoint))}
-
-
-def write_run_spec(path: Path, kind: str, settings: dict) -> Path:
     path.write_text(json.dumps({"format": f"interp-{kind}", "version": 1,
-                                "code_version": code_version(), **settings},
-                               indent=1, default=float) + "\n")
+                                "code_version": code_version(), "agent": str(checkpoint),
+                                "agent_sha256": sha256(Path(checkpoint)),
+                                "settings": settings}, indent=1) + "\n")
     return path
 
 
-def read_run_spec(path: str | Path, kind: str) -> dict:
-    """A run spec written by :func:`write_run_spec`, with its agent's SHA-256 checked."""
+def read_run_spec(path: str | Path) -> tuple[str, Path, dict]:
+    """(kind, agent path, settings) of a run spec, with the agent's SHA-256 checked."""
     from interp.package import sha256
 
     path = Path(path)
@@ -52,15 +50,18 @@ def read_run_spec(path: str | Path, kind: str) -> dict:
         d = json.loads(path.read_text())
     except (OSError, ValueError) as e:  # ValueError: not JSON / not text
         raise SpecError(f"cannot read {path}: {e}") from None
-    if not isinstance(d, dict) or d.get("format") != f"interp-{kind}" or d.get("version") != 1:
-        raise SpecError(f"{path} is not an interp-{kind} run spec (version 1)")
+    fmt = d.get("format", "") if isinstance(d, dict) else ""
+    if not fmt.startswith("interp-") or fmt == "interp-patch" or d.get("version") != 1 \
+            or not isinstance(d.get("settings"), dict):
+        raise SpecError(f"{path} is not the run spec of a causal command (steer.json, "
+                        "retarget.json, resample.json or vector-field.json)")
     agent = Path(d["agent"])
     if not agent.exists():
         raise SpecError(f"{path} names the agent {agent}, which does not exist (run from the "
                         "folder the spec was made in, or fix its 'agent' path)")
     if sha256(agent) != d["agent_sha256"]:
         raise SpecError(f"{agent} is not the agent {path} was made with (SHA-256 differs)")
-    return d
+    return fmt.removeprefix("interp-"), agent, d["settings"]
 
 
 # -- per-episode outcomes of a batched run -------------------------------------------------------
