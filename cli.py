@@ -436,6 +436,10 @@ MODE_OPTION = typer.Option(None, help="easy or hard (default: the agent's traini
 DEVICE_OPTION = typer.Option("auto", help="auto (GPU if available), cpu or cuda.")
 OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace the files of an earlier run "
                                                            "in --out.")
+CHANNELS_OPTION = typer.Option(None, help="Channels of --layer, e.g. 7,55.")
+FROM_PROBE_CHANNELS = typer.Option(None, "--from-probe", help="Take the channels from a probe's "
+                                   "ranking (`interp probe --out` folder).")
+TOP_OPTION = typer.Option(4, min=1, help="How many of the probe's top channels.")
 
 
 def _ints(text: str, what: str) -> List[int]:
@@ -505,10 +509,9 @@ def retarget_cmd(
     checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt) of a maze agent."),
     out: Path = typer.Option(..., "--out", help="Folder for the heatmap, CSV, retarget.json."),
     layer: str = typer.Option(..., help="Conv layer whose channels are clamped."),
-    channels: Optional[str] = typer.Option(None, help="Channels to clamp, e.g. 7,55."),
-    from_probe: Optional[Path] = typer.Option(None, "--from-probe", help="Take the channels "
-                                              "from a probe's ranking (`interp probe --out`)."),
-    top: int = typer.Option(4, min=1, help="How many of the probe's top channels."),
+    channels: Optional[str] = CHANNELS_OPTION,
+    from_probe: Optional[Path] = FROM_PROBE_CHANNELS,
+    top: int = TOP_OPTION,
     target: Optional[List[str]] = typer.Option(
         None, "--target", help="Target cell X,Y (repeatable; default: a --grid of cells)."),
     grid: int = typer.Option(5, min=1, help="Default targets: grid x grid cells over the mazes."),
@@ -553,10 +556,9 @@ def resample_cmd(
     checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
     out: Path = typer.Option(..., "--out", help="Folder for the table, plot, resample.json."),
     layer: str = typer.Option(..., help="Layer whose channels are resampled."),
-    channels: Optional[str] = typer.Option(None, help="Channels to resample, e.g. 7,55."),
-    from_probe: Optional[Path] = typer.Option(None, "--from-probe", help="Take the channels "
-                                              "from a probe's ranking (`interp probe --out`)."),
-    top: int = typer.Option(4, min=1, help="How many of the probe's top channels."),
+    channels: Optional[str] = CHANNELS_OPTION,
+    from_probe: Optional[Path] = FROM_PROBE_CHANNELS,
+    top: int = TOP_OPTION,
     match: str = typer.Option("goal_x,goal_y", help="Label keys a matched donor level shares."),
     frames: int = typer.Option(1024, min=2, help="Frames of the agent's play."),
     num_envs: int = typer.Option(64, min=1, help="Envs the frames come from."),
