@@ -434,8 +434,6 @@ def attribute_cmd(
 ENV_OPTION = typer.Option(None, "--env", help="Env variant (default: the agent's training env).")
 MODE_OPTION = typer.Option(None, help="easy or hard (default: the agent's training mode).")
 DEVICE_OPTION = typer.Option("auto", help="auto (GPU if available), cpu or cuda.")
-OVERWRITE_OPTION = typer.Option(False, "--overwrite", help="Replace the files of an earlier run "
-                                                           "in --out.")
 CHANNELS_OPTION = typer.Option(None, help="Channels of --layer, e.g. 7,55.")
 FROM_PROBE_CHANNELS = typer.Option(None, "--from-probe", help="Take the channels from a probe's "
                                    "ranking (`interp probe --out` folder).")
@@ -448,7 +446,7 @@ def _ints(text: str, what: str) -> List[int]:
 
     parts = [p.strip() for p in text.replace("+", ",").split(",") if p.strip()]
     if not parts or not all(p.lstrip("-").isdigit() for p in parts):
-        _fail(SteerError(f"cannot read {what} {text!r}: give integers like 3,5,7"))
+        raise SteerError(f"cannot read {what} {text!r}: give integers like 3,5,7")
     return [int(p) for p in parts]
 
 
@@ -470,16 +468,16 @@ def steer_cmd(
         None, "--from-probe", help="Build the vector from an `interp probe --out` folder."),
     probe_class: Optional[str] = typer.Option(None, help="Class to steer towards (multi-class "
                                                          "probes)."),
-    patch: Optional[Path] = typer.Option(None, "--patch", help="Steer with the add patch of a "
-                                                               "patch.json (e.g. an earlier run's)."),
+    patch: Optional[Path] = typer.Option(
+        None, "--patch", help="Steer with the add patch of a patch.json (e.g. an earlier run's)."),
     coef: Optional[List[float]] = typer.Option(
         None, "--coef", help="Coefficient (repeatable; default -1 and +1); all in one rollout."),
     pairs: int = typer.Option(64, min=1, help="Levels whose paired frames make the vector."),
     episodes: int = typer.Option(64, min=1, help="Episodes per condition (same levels for all)."),
     num_envs: int = typer.Option(32, min=1, help="Envs per condition."),
-    seed: int = typer.Option(0, help="Env seed of the evaluation levels and action sampling "
-                                     "(the vector's levels use seed + 1)."),
-    random_seed: int = typer.Option(0, help="Seed of the random control vector."),
+    seed: int = typer.Option(0, min=0, help="Env seed of the evaluation levels and action "
+                                            "sampling (the vector's levels use seed + 1)."),
+    random_seed: int = typer.Option(0, min=0, help="Seed of the random control vector."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on steps per rollout."),
     frames: int = typer.Option(256, min=0, help="Baseline frames for KL(policy || steered)."),
     batch: int = typer.Option(16, min=1, help="Conditions per batched rollout."),
@@ -487,21 +485,18 @@ def steer_cmd(
     distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = DEVICE_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Steer an agent with a vector at a layer, against the unsteered agent and a random vector
     of the same norm: behaviour with 95% intervals (docs/causal.md)."""
     from interp.causal.commands import run_steer
 
-    try:
-        _show(*run_steer(checkpoint, out, layer=layer, env=env,
-                         distribution_mode=distribution_mode, options=_options(option), obj=obj,
-                         probe=from_probe, probe_class=probe_class, patch=patch, pairs=pairs,
-                         coefficients=coef or (-1.0, 1.0), random_seed=random_seed,
-                         episodes=episodes, num_envs=num_envs, seed=seed, max_steps=max_steps,
-                         frames=frames, batch=batch, device=device, overwrite=overwrite))
-    except InterpError as err:
-        _fail(err)
+    _show(*run_steer(checkpoint, out, layer=layer, env=env,
+                     distribution_mode=distribution_mode, options=_options(option), obj=obj,
+                     probe=from_probe, probe_class=probe_class, patch=patch, pairs=pairs,
+                     coefficients=coef or (-1.0, 1.0), random_seed=random_seed,
+                     episodes=episodes, num_envs=num_envs, seed=seed, max_steps=max_steps,
+                     frames=frames, batch=batch, device=device, overwrite=overwrite))
 
 
 @app.command("retarget")
@@ -520,35 +515,33 @@ def retarget_cmd(
     value_scale: float = typer.Option(2.0, help="See --value."),
     episodes: int = typer.Option(32, min=1, help="Episodes per condition (same levels for all)."),
     num_envs: int = typer.Option(16, min=1, help="Envs per condition."),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
-    random_seed: int = typer.Option(0, help="Seed of the random channel set."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
+    random_seed: int = typer.Option(0, min=0, help="Seed of the random channel set."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on steps per rollout."),
     batch: int = typer.Option(16, min=1, help="Conditions per batched rollout."),
     env: Optional[str] = ENV_OPTION,
     distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = DEVICE_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Clamp channels at a target maze cell; how often does the agent go there, against the
     unpatched agent and random channels of the same number."""
     from interp.causal.commands import run_retarget
+    from interp.causal.vectors import SteerError
 
     cells = [tuple(_ints(t, "target cell")) for t in target or []]
     if any(len(c) != 2 for c in cells):
-        _fail(ValueError("--target takes one cell X,Y per use"))
-    try:
-        _show(*run_retarget(checkpoint, out, layer=layer,
-                            channels=_ints(channels, "channels") if channels else None,
-                            probe=from_probe, top=top, env=env,
-                            distribution_mode=distribution_mode, options=_options(option),
-                            targets=cells or None, grid=grid, value=value,
-                            value_scale=value_scale, random_seed=random_seed,
-                            episodes=episodes, num_envs=num_envs, seed=seed,
-                            max_steps=max_steps, batch=batch, device=device,
-                            overwrite=overwrite))
-    except InterpError as err:
-        _fail(err)
+        raise SteerError("--target takes one cell X,Y per use")
+    _show(*run_retarget(checkpoint, out, layer=layer,
+                        channels=_ints(channels, "channels") if channels else None,
+                        probe=from_probe, top=top, env=env,
+                        distribution_mode=distribution_mode, options=_options(option),
+                        targets=cells or None, grid=grid, value=value,
+                        value_scale=value_scale, random_seed=random_seed,
+                        episodes=episodes, num_envs=num_envs, seed=seed,
+                        max_steps=max_steps, batch=batch, device=device,
+                        overwrite=overwrite))
 
 
 @app.command("resample")
@@ -564,28 +557,25 @@ def resample_cmd(
     num_envs: int = typer.Option(64, min=1, help="Envs the frames come from."),
     every: int = typer.Option(10, min=1, help="Keep every n-th step."),
     random_sets: int = typer.Option(8, min=0, help="Random channel sets (the control)."),
-    seed: int = typer.Option(0, help="Env seed, donors and random sets."),
+    seed: int = typer.Option(0, min=0, help="Env seed, donors and random sets."),
     env: Optional[str] = ENV_OPTION,
     distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = DEVICE_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Resample channels from levels that share a feature value vs levels that do not, vs
     random channel sets: how much does the policy move (TV distance, 95% intervals)."""
     from interp.causal.commands import run_resample
 
-    try:
-        _show(*run_resample(checkpoint, out, layer=layer,
-                            channels=_ints(channels, "channels") if channels else None,
-                            probe=from_probe, top=top, env=env,
-                            distribution_mode=distribution_mode, options=_options(option),
-                            match=[k.strip() for k in match.split(",") if k.strip()],
-                            frames=frames, num_envs=num_envs, every=every,
-                            random_sets=random_sets, seed=seed, device=device,
-                            overwrite=overwrite))
-    except InterpError as err:
-        _fail(err)
+    _show(*run_resample(checkpoint, out, layer=layer,
+                        channels=_ints(channels, "channels") if channels else None,
+                        probe=from_probe, top=top, env=env,
+                        distribution_mode=distribution_mode, options=_options(option),
+                        match=[k.strip() for k in match.split(",") if k.strip()],
+                        frames=frames, num_envs=num_envs, every=every,
+                        random_sets=random_sets, seed=seed, device=device,
+                        overwrite=overwrite))
 
 
 @app.command("vector-field")
@@ -597,25 +587,22 @@ def vector_field_cmd(
                                                                "compare against."),
     coefficient: Optional[float] = typer.Option(None, help="Scale the patch's add patches "
                                                            "(e.g. -1 for a steer's patch.json)."),
-    seed: int = typer.Option(0, help="Env seed (levels)."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels)."),
     env: Optional[str] = ENV_OPTION,
     distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     device: str = DEVICE_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Policy vector fields: the agent placed on every free cell, its action distribution as
     arrows, decision squares marked; with --patch the patched field and the difference."""
     from interp.causal.commands import run_vector_field
 
-    try:
-        fields, paths = run_vector_field(checkpoint, out, env=env,
-                                         distribution_mode=distribution_mode,
-                                         options=_options(option), levels=levels, seed=seed,
-                                         patch=patch, coefficient=coefficient, device=device,
-                                         overwrite=overwrite)
-    except InterpError as err:
-        _fail(err)
+    fields, paths = run_vector_field(checkpoint, out, env=env,
+                                     distribution_mode=distribution_mode,
+                                     options=_options(option), levels=levels, seed=seed,
+                                     patch=patch, coefficient=coefficient, device=device,
+                                     overwrite=overwrite)
     typer.echo(paths[-1].read_text())
     for path in paths:
         typer.echo(str(path))
@@ -627,15 +614,12 @@ def rerun_cmd(
                                           "vector-field.json of an earlier run."),
     out: Path = typer.Option(..., "--out", help="Folder for the repeated run."),
     device: str = DEVICE_OPTION,
-    overwrite: bool = OVERWRITE_OPTION,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Repeat a causal run exactly from its JSON spec (agent and vectors checked by SHA-256)."""
     from interp.causal.commands import rerun
 
-    try:
-        result, paths = rerun(spec, out, device=device, overwrite=overwrite)
-    except InterpError as err:
-        _fail(err)
+    result, paths = rerun(spec, out, device=device, overwrite=overwrite)
     if isinstance(result, list):  # vector fields
         typer.echo(paths[-1].read_text())
     else:

@@ -37,7 +37,6 @@ from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import (
     Episodes,
-    Frames,
     Step,
     as_spec,
     check_agent_env,

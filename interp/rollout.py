@@ -289,10 +289,11 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     (with their frames' labels when ``step_labels``); if it returns True the run stops there
     (episodes not finished count as truncated, those not begun as invalid).
     ``label_metrics=False`` skips the label-based metrics (``reached_end``, ``distractor``),
-    whose labels cost ~0.5 ms per env-step: training-time evaluation only needs returns. ``progress`` labels the progress of
-    finished episodes (:class:`~interp.progress.Progress`; None: silent). ``action_seeds``: the
-    action-sampling seed of each group (default ``seed`` for all: common random numbers);
-    another seed replays the same levels with other random numbers.
+    whose labels cost ~0.5 ms per env-step: training-time evaluation only needs returns.
+    ``progress`` labels the progress of finished episodes (:class:`~interp.progress.Progress`;
+    None: silent). ``action_seeds``: the action-sampling seed of each group (default ``seed``
+    for all: common random numbers); another seed replays the same levels with other random
+    numbers.
 
     The episodes axis of the result is as long as the most episodes an env has run (at least
     the number asked for, short of ``max_steps``), so memory follows the work done.

@@ -30,7 +30,14 @@ RED_GOAL = EnvSpec("colour-shape", options={"goal": "red-line", "distractor": "y
                                             "background": "black"})
 
 
-class RedPolicy(nn.Module):
+class FeedForward(nn.Module):
+    """A hand-made feed-forward agent: ``step`` as :meth:`ImpalaAgent.step` (no memory)."""
+
+    def step(self, x, hx=None):
+        return (*self(x), None)
+
+
+class RedPolicy(FeedForward):
     """Right when red is in view, else mostly left: logit(right) = k * mean red-detector."""
 
     def __init__(self, gain: float = 700.0):
@@ -56,7 +63,7 @@ class RedPolicy(nn.Module):
         return self.fc_policy(h), self.fc_value(h).squeeze(-1)
 
 
-class ScriptedPolicy(nn.Module):
+class ScriptedPolicy(FeedForward):
     """Locates the mouse (the only pixels with blue > 0.5 on a black background) and takes the
     action ``table[y, x]`` of its cell in a world-filling 5x5 maze."""
 
@@ -173,23 +180,28 @@ def test_vector_moves_the_planted_policy_and_the_random_control_does_not(red_ste
     assert "p_goal_decision" in rows["baseline"]
 
 
-def test_batched_sweep_equals_a_loop_of_patched_runs():
+@pytest.mark.parametrize("gru_hidden", [0, 8], ids=["feed-forward", "recurrent"])
+def test_batched_sweep_equals_a_loop_of_patched_runs(gru_hidden):
     torch.manual_seed(0)
-    model = ImpalaAgent().eval()
+    model = ImpalaAgent(ModelConfig(gru_hidden=gru_hidden)).eval()
     torch.nn.init.orthogonal_(model.fc_policy.weight, 1.0)
-    layer, run = "embedder.block2.res1.resadd", dict(episodes=4, num_envs=2, max_steps=25)
+    layer, run = "embedder.block2.res1.resadd", dict(episodes=6, num_envs=2, max_steps=150)
+    env = EnvSpec("maze-cheese-top-right", options={"max_maze_size": 3})  # episodes end
     vector = np.random.default_rng(0).standard_normal((32, 16, 16)).astype(np.float32)
-    res = steer(model, "maze", layer, vector, (-2.0, 3.0), frames=0, batch=2, **run)
+    res = steer(model, env, layer, vector, (-2.0, 3.0), frames=0, batch=2, **run)
     control = random_like(vector, 0)
     assert np.isclose(np.linalg.norm(control), np.linalg.norm(vector), rtol=1e-5)
     changed = False
     for g, c in enumerate(res.conditions):
         v = {"baseline": 0 * vector, "steer": vector, "random": control}[c.kind]
         with hooks.patch(model, {layer: hooks.add(torch.as_tensor(v), scale=c.coefficient)}):
-            one = run_episodes(model, "maze", **run)
+            one = run_episodes(model, env, **run)
+        k_run = one.valid.shape[2]  # the batched arrays are padded to the longest run
+        assert not res.episodes.valid[g, :, k_run:].any()
         for k, m in one.metrics.items():
-            np.testing.assert_array_equal(m[0], res.episodes.metrics[k][g])
-        changed |= not np.array_equal(one.metrics["length"], res.episodes.metrics["length"][:1])
+            np.testing.assert_array_equal(m[0], res.episodes.metrics[k][g, :, :k_run])
+        changed |= not np.array_equal(one.metrics["length"],
+                                      res.episodes.metrics["length"][:1, :, :k_run])
     assert changed, "no condition changed behaviour: the test would prove nothing"
 
 

@@ -1,5 +1,6 @@
 """The causal commands as library functions (``interp steer / retarget / resample /
-vector-field / rerun``): load the agent, check the output folder before any work, run, write
+vector-field / rerun``): check the output folder before any work
+(:func:`interp.outputs.check_output`, the rule of every command), load the agent, run, write
 the report and a run spec (``<command>.json``: the agent's path and SHA-256 and every setting)
 that :func:`rerun` repeats exactly."""
 
@@ -9,8 +10,9 @@ import csv
 import json
 from pathlib import Path
 
-from interp.causal.common import check_out, read_run_spec, write_run_spec
+from interp.causal.common import read_run_spec, write_run_spec
 from interp.causal.spec import Patch, PatchSpec, SpecError
+from interp.outputs import check_output
 from interp.causal.vectors import SteerError
 
 
@@ -56,8 +58,6 @@ def _channels(channels, probe, layer: str, top: int | None) -> list[int]:
 
 
 # -- steer -------------------------------------------------------------------------------------
-STEER_FILES = ["steer.json", "patch.json", "patch.0.npy", "steer.csv", "steer-episodes.csv",
-               "steer.md", "steer.png", "vector.png"]
 
 
 def run_steer(checkpoint: str | Path, out: str | Path, *, layer: str | None = None,
@@ -76,7 +76,7 @@ def run_steer(checkpoint: str | Path, out: str | Path, *, layer: str | None = No
     from interp.causal.steer import steer, sweep
     from interp.causal.vectors import object_vector, probe_vector
 
-    out = check_out(out, STEER_FILES, overwrite)
+    out = check_output(out, "dir", overwrite=overwrite)
     if sum(x is not None for x in (obj, probe, patch)) != 1:
         raise SteerError("give exactly one source for the vector: --object, --from-probe or "
                          "--patch")
@@ -113,7 +113,6 @@ def run_steer(checkpoint: str | Path, out: str | Path, *, layer: str | None = No
 
 
 # -- retarget ----------------------------------------------------------------------------------
-RETARGET_FILES = ["retarget.json", "retarget.csv", "retarget.md", "retarget.png"]
 
 
 def run_retarget(checkpoint: str | Path, out: str | Path, *, layer: str,
@@ -129,7 +128,7 @@ def run_retarget(checkpoint: str | Path, out: str | Path, *, layer: str,
     the ``top`` of a probe's ranking. Returns (result, paths)."""
     from interp.causal.retarget import retarget
 
-    out = check_out(out, RETARGET_FILES, overwrite)
+    out = check_output(out, "dir", overwrite=overwrite)
     channels = _channels(channels, probe, layer, top)
     model, spec, dev = _agent(checkpoint, env, distribution_mode, options, device)
     res = retarget(model, spec, layer, channels, targets=targets, grid=grid, value=value,
@@ -145,7 +144,6 @@ def run_retarget(checkpoint: str | Path, out: str | Path, *, layer: str,
 
 
 # -- resample ----------------------------------------------------------------------------------
-RESAMPLE_FILES = ["resample.json", "resample.csv", "resample.md", "resample.png"]
 
 
 def run_resample(checkpoint: str | Path, out: str | Path, *, layer: str,
@@ -159,7 +157,7 @@ def run_resample(checkpoint: str | Path, out: str | Path, *, layer: str,
     (result, paths)."""
     from interp.causal.resample import resample_matched
 
-    out = check_out(out, RESAMPLE_FILES, overwrite)
+    out = check_output(out, "dir", overwrite=overwrite)
     channels = _channels(channels, probe, layer, top)
     model, spec, dev = _agent(checkpoint, env, distribution_mode, options, device)
     res = resample_matched(model, spec, layer, channels, match=tuple(match), frames=frames,
@@ -174,8 +172,6 @@ def run_resample(checkpoint: str | Path, out: str | Path, *, layer: str,
 
 
 # -- vector fields -----------------------------------------------------------------------------
-FIELD_FILES = ["vector-field.json", "vector-field.csv", "vector-field.png", "vector-field.md",
-               "patch.json"]
 
 
 def run_vector_field(checkpoint: str | Path, out: str | Path, *, env: str | None = None,
@@ -188,7 +184,7 @@ def run_vector_field(checkpoint: str | Path, out: str | Path, *, env: str | None
     patched fields and the difference. Returns (fields, paths)."""
     from interp.causal.fields import vector_fields, write_fields
 
-    out = check_out(out, FIELD_FILES, overwrite)
+    out = check_output(out, "dir", overwrite=overwrite)
     if coefficient is not None and patch is None:
         raise SpecError("--coefficient scales the add patches of --patch; give --patch")
     if levels < 1:

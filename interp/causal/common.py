@@ -1,5 +1,5 @@
-"""Shared pieces of the causal commands: output folders that refuse to be overwritten, run
-specs (JSON) that pin the agent by SHA-256, and per-episode outcome arrays."""
+"""Shared pieces of the causal commands: run specs (JSON) that pin the agent by SHA-256, and
+per-episode outcome arrays."""
 
 from __future__ import annotations
 
@@ -16,34 +16,21 @@ from interp.rollout import Episodes
 from interp.version import code_version
 
 
-def check_out(out: str | Path, names: list[str], overwrite: bool) -> Path:
-    """``out`` as a Path, after checking (before any work) that none of the files a command
-    writes there exists unless ``overwrite``; also that ``out`` is not a file."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SpecError(f"--out {out} is a file; give a folder")
-    there = [n for n in names if (out / n).exists()]
-    if there and not overwrite:
-        raise SpecError(f"{out} already holds {', '.join(there)}; pass --overwrite to replace "
-                        "them or choose another --out")
-    return out
-
-
 def write_run_spec(path: Path, kind: str, checkpoint: str | Path, settings: dict) -> Path:
     """``<kind>.json``: the agent (path and SHA-256) and the keyword arguments of the command's
     run function, enough for :func:`interp.causal.commands.rerun` to repeat it exactly."""
-    from interp.package import sha256
+    from interp.checkpoint import file_sha256
 
     path.write_text(json.dumps({"format": f"interp-{kind}", "version": 1,
                                 "code_version": code_version(), "agent": str(checkpoint),
-                                "agent_sha256": sha256(Path(checkpoint)),
+                                "agent_sha256": file_sha256(checkpoint),
                                 "settings": settings}, indent=1) + "\n")
     return path
 
 
 def read_run_spec(path: str | Path) -> tuple[str, Path, dict]:
     """(kind, agent path, settings) of a run spec, with the agent's SHA-256 checked."""
-    from interp.package import sha256
+    from interp.checkpoint import file_sha256
 
     path = Path(path)
     try:
@@ -59,7 +46,7 @@ def read_run_spec(path: str | Path) -> tuple[str, Path, dict]:
     if not agent.exists():
         raise SpecError(f"{path} names the agent {agent}, which does not exist (run from the "
                         "folder the spec was made in, or fix its 'agent' path)")
-    if sha256(agent) != d["agent_sha256"]:
+    if file_sha256(agent) != d["agent_sha256"]:
         raise SpecError(f"{agent} is not the agent {path} was made with (SHA-256 differs)")
     return fmt.removeprefix("interp-"), agent, d["settings"]
 

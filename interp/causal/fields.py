@@ -116,9 +116,9 @@ def placed_frames(spec: EnvSpec, placements: list[tuple[GameState, tuple[int, in
 def _probs(model: nn.Module, frames: np.ndarray, patch: PatchSpec | None) -> np.ndarray:
     x = preprocess(frames, next(model.parameters()).device)
     if patch is None:
-        return torch.softmax(model(x)[0].double(), -1).cpu().numpy()
+        return torch.softmax(model.step(x)[0].double(), -1).cpu().numpy()
     with patch.apply(model):
-        return torch.softmax(model(x)[0].double(), -1).cpu().numpy()
+        return torch.softmax(model.step(x)[0].double(), -1).cpu().numpy()
 
 
 @dataclass

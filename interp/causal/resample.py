@@ -112,7 +112,8 @@ class ResampleResult:
         rows = self.table()[:4]
         fig, ax = plt.subplots(figsize=(6, 3.2))
         m = np.array([r["tv"] for r in rows]) * 100
-        lo, hi = np.array([r["tv_lo"] for r in rows]) * 100, np.array([r["tv_hi"] for r in rows]) * 100
+        lo = np.array([r["tv_lo"] for r in rows]) * 100
+        hi = np.array([r["tv_hi"] for r in rows]) * 100
         bars = ax.bar(range(4), m, color=["tab:blue", "tab:blue", "tab:orange", "tab:orange"])
         for bar, alpha in zip(bars, (0.45, 0.9, 0.45, 0.9)):  # light: matched donors
             bar.set_alpha(alpha)
@@ -157,7 +158,7 @@ def resample_matched(model: nn.Module, env: str | EnvSpec, layer: str, channels,
         raise SteerError(f"only {int(keep.sum())} frames have a donor from another level with "
                          f"the same {', '.join(match)}; play more levels (--frames, "
                          "--num-envs) or match on a coarser feature")
-    acts = activations(model, layer, fr.obs, device).to(device)
+    acts = activations(model, layer, fr.obs, device, hx=fr.hx).to(device)
     rng = np.random.default_rng(seed + 1)
     rest = np.setdiff1d(np.arange(shape[0]), channels)
     sets = [tuple(sorted(rng.choice(rest, size=min(len(channels), len(rest)),
@@ -173,10 +174,10 @@ def resample_matched(model: nn.Module, env: str | EnvSpec, layer: str, channels,
         donor = source[cond % 2, torch.as_tensor(frame, device=device)]
         return hooks.replace(acts[donor], masks[cond])
 
-    x = preprocess(fr.obs[idx], device)
-    logits, _ = model(x)
-    p = torch.softmax(logits.double(), -1)
-    q = torch.softmax(forward_conditions(model, layer, x, patch_of, len(masks))[0].double(), -1)
+    x, hx = preprocess(fr.obs[idx], device), None if fr.hx is None else fr.hx[idx].to(device)
+    p = torch.softmax(model.step(x, hx)[0].double(), -1)
+    q = torch.softmax(forward_conditions(model, layer, x, patch_of, len(masks), hx)[0].double(),
+                      -1)
     tv = (0.5 * (q - p).abs().sum(-1)).cpu().numpy()  # (conditions, frames)
     summary = np.stack([tv[0], tv[1], tv[2::2].mean(0) if sets else np.full(len(idx), np.nan),
                         tv[3::2].mean(0) if sets else np.full(len(idx), np.nan)])

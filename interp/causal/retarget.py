@@ -211,10 +211,9 @@ def retarget(model: nn.Module, env: str | EnvSpec, layer: str, channels, *,
         for i in np.flatnonzero((step.group == 0) & (step.step == 0)):
             starts[int(step.env[i]), int(step.episode[i])] = step.state_of(int(step.rows[i]))
 
-    ep, _ = run_conditions(model, spec, layer, patch_of, G, episodes=episodes,
-                           num_envs=num_envs, seed=seed, max_steps=max_steps, batch=batch,
-                           on_step=on_step, step_labels=True, device=device,
-                           progress="retarget conditions")
+    ep = run_conditions(model, spec, layer, patch_of, G, episodes=episodes, num_envs=num_envs,
+                        seed=seed, max_steps=max_steps, batch=batch, on_step=on_step,
+                        step_labels=True, device=device, progress="retarget conditions")
     reached = {k: np.full((len(targets), E * K), np.nan) for k in KINDS}
     for (e, k), s in starts.items():
         for t, (x, y) in enumerate(targets):

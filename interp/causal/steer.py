@@ -225,19 +225,19 @@ def steer(model: nn.Module, env: str | EnvSpec, layer: str, vector: np.ndarray,
             for i in np.flatnonzero((step.group == 0) & (step.step == 0)):
                 starts[int(step.env[i]), int(step.episode[i])] = step.state_of(int(step.rows[i]))
 
-    ep, kept = run_conditions(
+    ep = run_conditions(
         model, spec, layer, patch_of, len(conditions), episodes=episodes, num_envs=num_envs,
         seed=seed, max_steps=max_steps, batch=batch, keep_frames=frames,
         on_step=on_step if trace is not None or want_starts else None,
         step_labels=trace is not None, device=device, progress="steering conditions")
-    per_episode = outcomes(ep, spec, trace)
+    kept, per_episode = ep.frames, outcomes(ep, spec, trace)
     K = ep.valid.shape[2]
     if want_starts:
         per_episode[DECISION] = _decision_shares(model, spec, layer, patch_of, len(conditions),
                                                  starts, K, ep.valid.shape[1] * K, seed, device)
     if kept is not None and len(kept):
         logits, _ = forward_conditions(model, layer, preprocess(kept.obs, device), patch_of,
-                                       len(conditions))
+                                       len(conditions), kept.hx)
         probs = torch.softmax(logits.double(), -1).cpu().numpy()
         frame_episode = kept.env * K + kept.episode
     else:

@@ -72,9 +72,11 @@ def render(spec: EnvSpec, states: list[GameState], seed: int = 0) -> np.ndarray:
 
 def states_with_object(model: nn.Module, env: str | EnvSpec, obj: str, levels: int, *,
                        num_envs: int = 64, seed: int = 0, max_steps: int = 1000,
-                       device: torch.device | str | None = None) -> list[GameState]:
+                       device: torch.device | str | None = None
+                       ) -> list[tuple[GameState, torch.Tensor | None]]:
     """Up to ``levels`` states of the agent's own play, one per episode: the first in which
-    ``obj`` is in view (episodes that never show it within ``max_steps`` give none)."""
+    ``obj`` is in view (episodes that never show it within ``max_steps`` give none), each with
+    a recurrent agent's memory entering that step (None: feed-forward)."""
     spec = as_spec(env)
     object_tile(spec, obj)
     key, kept = VISIBLE[obj], {}
@@ -83,7 +85,8 @@ def states_with_object(model: nn.Module, env: str | EnvSpec, obj: str, levels: i
         for i in np.flatnonzero(step.labels[key] > 0):
             ek = (int(step.env[i]), int(step.episode[i]))
             if ek not in kept:
-                kept[ek] = step.state_of(int(step.rows[i]))
+                kept[ek] = (step.state_of(int(step.rows[i])),
+                            None if step.hx is None else step.hx[i])
         return len(kept) >= levels
     run_episodes(model, spec, episodes=levels, num_envs=num_envs, seed=seed, on_step=keep,
                  step_labels=True, max_steps=max_steps, label_metrics=False, device=device,
@@ -93,12 +96,15 @@ def states_with_object(model: nn.Module, env: str | EnvSpec, obj: str, levels: i
 
 @torch.no_grad()
 def activations(model: nn.Module, layer: str, obs: np.ndarray,
-                device: torch.device | str | None = None, batch: int = 256) -> torch.Tensor:
-    """``layer``'s activations (n, ...) on uint8 frames, on the CPU."""
+                device: torch.device | str | None = None, batch: int = 256,
+                hx: torch.Tensor | None = None) -> torch.Tensor:
+    """``layer``'s activations (n, ...) on uint8 frames, on the CPU (``hx``: a recurrent
+    agent's memory entering each frame)."""
     device = device or next(model.parameters()).device
-    return torch.cat([hooks.run_with_cache(model, preprocess(obs[i:i + batch], device),
-                                           layer)[2][layer].cpu()
-                      for i in range(0, len(obs), batch)])
+    return torch.cat([hooks.run_with_cache(
+        model, preprocess(obs[i:i + batch], device), layer,
+        hx=None if hx is None else hx[i:i + batch].to(device))[2][layer].cpu()
+        for i in range(0, len(obs), batch)])
 
 
 def object_vector(model: nn.Module, env: str | EnvSpec, layer: str, obj: str = "goal", *,
@@ -108,19 +114,21 @@ def object_vector(model: nn.Module, env: str | EnvSpec, layer: str, obj: str = "
     at ``layer``; returns the vector and a ``source`` record (how it was made, n levels)."""
     spec = as_spec(env)
     tile = object_tile(spec, obj)
-    states = states_with_object(model, spec, obj, levels, num_envs=num_envs, seed=seed,
-                                device=device)
-    if not states:
+    kept = states_with_object(model, spec, obj, levels, num_envs=num_envs, seed=seed,
+                              device=device)
+    if not kept:
         raise SteerError(f"the {obj} was never in view in {levels} episodes of "
                          f"{spec.variant!r}; play more levels (--pairs)")
+    states = [s for s, _ in kept]
     with_obj = render(spec, states, seed)
     without = render(spec, [erase(s, tile) for s in states], seed)
     changed = (with_obj != without).any(axis=(1, 2, 3))
     if not changed.all():
         raise SteerError(f"erasing the {obj} left {int((~changed).sum())} of {len(states)} "
                          "frames unchanged: the object is not drawn where the labels say")
-    diff = activations(model, layer, with_obj, device) - activations(model, layer, without,
-                                                                     device)
+    hx = None if kept[0][1] is None else torch.stack([h for _, h in kept])
+    diff = (activations(model, layer, with_obj, device, hx=hx)
+            - activations(model, layer, without, device, hx=hx))
     source = {"method": "paired-object", "object": obj, "layer": layer, "env": spec.to_dict(),
               "levels": len(states), "env_seed": seed,
               "level_seeds": sorted({int(s["current_level_seed"]) for s in states})}
