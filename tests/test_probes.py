@@ -203,7 +203,7 @@ def test_probes_too_wide_for_memory_are_refused_before_the_pass():
 def test_save_writes_every_output(planted_result, tmp_path):
     paths = {p.name for p in planted_result.save(tmp_path)}
     assert paths == {"results.csv", "results.md", "score_by_layer.png", "run.json",
-                     "channels.csv", "channels.png", "spatial.png"}
+                     "channels.csv", "channels.png", "spatial.png", "weights.npz"}
     header = (tmp_path / "results.csv").read_text().splitlines()[0]
     assert header == "probe,layer,metric,value,ci_low,ci_high,rows,dim"
     md = (tmp_path / "results.md").read_text()
