@@ -254,17 +254,37 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
     agent = load_agent(checkpoint, dev)
     spec = agent.env_spec(env, distribution_mode, options, num_levels=num_levels,
                           start_level=start_level, training_levels=training_levels)
-    variant = get_variant(spec.variant)
-    game = variant.game
-    invisible = variant.edit is invisible_coin  # the chance baseline: an unrewarded coin
-    objects = bool(spec.resolved_options().get("distractor"))
-    cheese_maze = game == "maze" and variant.factory is None  # object mazes bring own sprites
-    keys = sorted({*(INVISIBLE_COIN_KEYS if invisible else ()),
-                   *(MAZE_KEYS if cheese_maze else ()), *(OBJECT_KEYS if objects else ())})
+    keys = outcome_keys(spec)
     trace = StepTrace(keys) if keys else None
     ep = run_episodes(agent.model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
                       max_steps=max_steps, on_step=trace, step_labels=bool(keys), device=dev,
                       progress=f"eval on {spec.variant}")
+    metrics = variant_metrics(spec, ep, trace, seed)
+    return EvalReport(str(checkpoint), spec.to_dict(), seed, ep.valid.shape[1],
+                      ep.valid.shape[2], metrics[0].n, int(ep.truncated.sum()), metrics,
+                      describe_levels(spec.to_dict(), agent.manifest["env_spec"]))
+
+
+def _kinds(spec: EnvSpec) -> tuple[str, bool, bool, bool]:
+    """(game, invisible coin, distractor object, cheese maze) of a variant."""
+    variant = get_variant(spec.variant)
+    return (variant.game, variant.edit is invisible_coin,  # the chance baseline
+            bool(spec.resolved_options().get("distractor")),
+            variant.game == "maze" and variant.factory is None)  # object mazes: own sprites
+
+
+def outcome_keys(spec: EnvSpec) -> list[str]:
+    """The label keys :func:`variant_metrics` needs traced every step (a ``StepTrace``)."""
+    _, invisible, objects, cheese_maze = _kinds(spec)
+    return sorted({*(INVISIBLE_COIN_KEYS if invisible else ()),
+                   *(MAZE_KEYS if cheese_maze else ()), *(OBJECT_KEYS if objects else ())})
+
+
+def variant_metrics(spec: EnvSpec, ep: Episodes, trace: StepTrace | None,
+                    seed: int = 0) -> list[Metric]:
+    """The metrics of :func:`evaluate_agent` for group 0 of a run of variant ``spec``
+    (``trace``: a ``StepTrace`` with at least :func:`outcome_keys`)."""
+    game, invisible, objects, cheese_maze = _kinds(spec)
     o = episode_outcomes(ep)
     metrics = [_rate("success", SUCCESS_LABEL.get(game, "success: level completed"),
                      o["success"] > 0),
@@ -297,6 +317,4 @@ def evaluate_agent(checkpoint: str | Path, env: str, episodes: int = 256, *, see
                     Metric("preference", "preference: goal first / (goal first + "
                            "distractor first)", "rate", *preference(b),
                            int(b["goal_first"].sum() + b["distractor_first"].sum()))]
-    return EvalReport(str(checkpoint), spec.to_dict(), seed, ep.valid.shape[1],
-                      ep.valid.shape[2], len(o["success"]), int(ep.truncated.sum()), metrics,
-                      describe_levels(spec.to_dict(), agent.manifest["env_spec"]))
+    return metrics
