@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logsumexp
 
+from interp.goals.likelihood import eps_nodes, log_eps_greedy
 from interp.stats import bootstrap_mean, wilson
 
 from .common import fmt, md_table, plt, save, write_csv, write_summary
@@ -64,31 +65,18 @@ def optimal_actions(cell: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return good | (d == 0).all(-1)[..., None]
 
 
-def _nodes(T: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and log weights on [0, 1], exact for polynomials of degree T."""
-    x, w = np.polynomial.legendre.leggauss(T // 2 + 2)
-    return (x + 1) / 2, np.log(w / 2)
-
-
 def log_p_agent(cells: np.ndarray, actions: np.ndarray, size: int) -> np.ndarray:
     """log p(tau | agent, goal g) for every goal g (flattened, index y * size + x)."""
-    eps, logw = _nodes(len(actions))
     gy, gx = np.divmod(np.arange(size * size), size)
     goals = np.stack([gx, gy], 1)[:, None, :]  # (G, 1, 2)
     opt = optimal_actions(cells[None, :-1], goals)  # (G, T, 4)
-    m = opt.sum(-1)
     took = np.take_along_axis(opt, actions[None, :, None], -1)[..., 0]  # (G, T)
-    total = np.zeros((size * size, len(eps)))
-    for k in (1, 2, 4):  # possible numbers of optimal actions
-        count = (took & (m == k)).sum(1)[:, None]
-        total += count * np.log((1 - eps) / k + eps / A)
-    total += (~took).sum(1)[:, None] * np.log(eps / A)
-    return logsumexp(total + logw, axis=1)
+    return log_eps_greedy(took, opt.sum(-1), A)
 
 
 def log_p_device(cells: np.ndarray, actions: np.ndarray, size: int) -> float:
     """log p(tau | device): uniform prior over cell -> action tables, integrated over eps."""
-    eps, logw = _nodes(len(actions))
+    eps, logw = eps_nodes(len(actions))
     idx = cells[:-1, 1] * size + cells[:-1, 0]
     counts = np.zeros((size * size, A), int)
     np.add.at(counts, (idx, actions), 1)
