@@ -683,6 +683,52 @@ def probe_cmd(
         typer.echo(str(path))
 
 
+# ---- goals -------------------------------------------------------------------------------
+@app.command("goals")
+def goals_cmd(
+    checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
+    env: str = typer.Option(..., "--env", help="Env variant (maze or coinrun variants)."),
+    out: Path = typer.Option(..., "--out", help="Folder for CSV, PNG and summary.md."),
+    episodes: int = typer.Option(256, min=1, help="Agent episodes, the first ones of every env."),
+    goal: Optional[List[str]] = typer.Option(
+        None, "--goal", help="Add a candidate goal: a goal name (e.g. corner, cheese, coin, end, "
+                             "yellow-gem) or a cell as cell:X,Y (repeatable)."),
+    no_default_goals: bool = typer.Option(False, "--no-default-goals",
+                                          help="Only the --goal candidates."),
+    controls: int = typer.Option(64, min=0, help="Episodes of each control (a scripted agent per "
+                                                 "goal and a random agent; 0: none)."),
+    control_noise: float = typer.Option(0.3, min=0, max=1, help="Random-action rate of the "
+                                                                "scripted agents."),
+    maps: int = typer.Option(4, min=0, help="Example episodes with a posterior map over cells "
+                                            "(mazes)."),
+    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on vectorized steps."),
+    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    distribution_mode: Optional[str] = typer.Option(
+        None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+    option: Optional[List[str]] = VARIANT_OPTIONS,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier results in --out."),
+) -> None:
+    """Which goal does the agent pursue? Posterior over candidate goals and "no goal" per
+    episode (inverse planning), shares of episodes with 95% intervals, controls, maps."""
+    from interp.goals import infer_goals
+
+    try:
+        paths = infer_goals(checkpoint, env, out, episodes=episodes, goals=goal or (),
+                            default_goals=not no_default_goals, seed=seed, num_envs=num_envs,
+                            device=device, distribution_mode=distribution_mode,
+                            options=_options(option), max_steps=max_steps, maps=maps,
+                            controls=controls, control_noise=control_noise, overwrite=overwrite,
+                            log=lambda msg: typer.echo(msg, err=True))
+    except InterpError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _fail(RuntimeError(f"interrupted; nothing was written to {out}: run the command again"))
+    for path in paths:
+        typer.echo(str(path))
+
+
 # ---- experiment --------------------------------------------------------------------------
 @app.command("experiment")
 def experiment_cmd(
