@@ -114,14 +114,14 @@ def _episodes(source: str, game: GoalGame, goals, rec: _Recorder, success: dict,
 
 def scripted_episodes(spec: EnvSpec, goal: Goal | None, goals: tuple[Goal, ...], *,
                       noise: float = 0.3, episodes: int = 64, num_envs: int = 64, seed: int = 0,
-                      max_steps: int | None = None, keys=()) -> list[EpisodeGoals]:
+                      max_steps: int | None = None) -> list[EpisodeGoals]:
     """A scripted agent on the first episodes of every env, weighed like an agent: epsilon-greedy
     towards ``goal`` (uniformly among the actions that make progress; a random action with
     probability ``noise``), or uniformly random for ``goal=None``."""
     game = goal_game(spec)
     E = min(num_envs, episodes)
     K = math.ceil(episodes / E)
-    rec = _Recorder(game, sorted({*game.keys, "level_seed", *keys}))
+    rec = _Recorder(game, (*game.keys, "level_seed"))
     name = RANDOM if goal is None else f"scripted: {goal.name}"
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     success, truncated = {}, {}
@@ -266,7 +266,7 @@ def _plot_maps(game: GoalGame, goals: tuple[Goal, ...], examples: list[EpisodeGo
     n = len(examples)
     cols_n = min(n, 4)
     fig, axes = plt.subplots(math.ceil(n / cols_n), cols_n,
-                             figsize=(3.3 * cols_n, 3.6 * math.ceil(n / cols_n)), squeeze=False)
+                             figsize=(3.9 * cols_n, 3.9 * math.ceil(n / cols_n)), squeeze=False)
     norm, image = Normalize(-4, 0), None
     for ax, ex in zip(axes.ravel(), examples):
         free, cols, w = ex.layout, ex.cols, ex.evidence.steps
@@ -295,8 +295,8 @@ def _plot_maps(game: GoalGame, goals: tuple[Goal, ...], examples: list[EpisodeGo
                         if g.target != "corner" else "none")
         ev = ex.evidence
         post_txt = ", ".join(f"{nm} {p:.2f}" for nm, p in zip(ev.names, ev.posterior))
-        ax.set_title(f"env {ex.env} ep {ex.episode}: best {ev.best}\n{post_txt}\n"
-                     f"{ev.informative} informative of {ev.steps} weighed steps ({ex.steps} in all)",
+        ax.set_title(f"env {ex.env} episode {ex.episode}: best {ev.best}\n{post_txt}\n"
+                     f"steps: {ev.informative} informative, {ev.steps} weighed, {ex.steps} in all",
                      fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
