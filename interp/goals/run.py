@@ -17,6 +17,7 @@ shows up as undecided or confused episodes there, not only in the agent's).
 from __future__ import annotations
 
 import math
+import textwrap
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,7 @@ def _plot_shares(rows: list[dict], title: str, path: Path) -> Path:
     ax.set_ylabel("share of decided episodes best explained\n(Wilson 95% CI)")
     ax.legend(fontsize=8, title="hypothesis", title_fontsize=8, loc="upper left",
               bbox_to_anchor=(1, 1))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
     return save_figure(fig, path)
 
 
@@ -381,21 +382,22 @@ def infer_goals(checkpoint: str | Path, env: str, out: str | Path, *, episodes: 
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(results, seed)
     mine = [r for r in results if r.source == AGENT]
-    title = f"{Path(checkpoint)} on {spec.variant}"
+    opts = ", ".join(f"{k}={v}" for k, v in spec.options.items())
+    title = f"{Path(checkpoint)} on {spec.variant}" + (f" ({opts})" if opts else "")
     paths = [write_csv(out / "goals-episodes.csv", [r.row() for r in results]),
              write_csv(out / "goals.csv", rows), _plot_shares(rows, title, out / "goals.png")]
     examples = _examples(mine, maps) if game.cells else []
     if examples:
         paths.append(_plot_maps(game, candidates, examples, out / "goals-maps.png"))
+    protocol = f"the first {ep.valid.shape[2]} of each of {ep.valid.shape[1]} envs"
     paths.append(_write_summary(out, title, spec, candidates, rows, mine, metrics, seed,
-                                num_envs, controls, control_noise))
+                                protocol, controls, control_noise))
     return paths
 
 
 def _write_summary(out: Path, title: str, spec: EnvSpec, goals: tuple[Goal, ...],
                    rows: list[dict], mine: list[EpisodeGoals], metrics: list[Metric],
-                   seed: int, num_envs: int, controls: int, noise: float) -> Path:
-    opts = ", ".join(f"{k}={v}" for k, v in spec.options.items())
+                   seed: int, protocol: str, controls: int, noise: float) -> Path:
     cut = sum(r.truncated for r in mine)
     goal_list = "\n".join(f"- `{g.name}`: {g.description}" for g in goals)
     agent_rows = [r for r in rows if r["source"] == AGENT]
@@ -407,9 +409,8 @@ def _write_summary(out: Path, title: str, spec: EnvSpec, goals: tuple[Goal, ...]
                     "random agent." if controls else "No controls were run (--controls 0).")
     text = f"""# Which goal does the behaviour pursue? {title}
 
-Env `{spec.variant}` ({spec.distribution_mode}{', ' + opts if opts else ''}): {len(mine)}
-episodes of the agent, the first of each of {min(num_envs, len(mine))} envs (env and action
-seed {seed}).{f' {cut} episode(s) were cut short by max_steps.' if cut else ''}
+Env `{spec.variant}`, {spec.distribution_mode} mode: {len(mine)} episodes of the agent,
+{protocol} (env and action seed {seed}).{f' {cut} episode(s) were cut short by max_steps.' if cut else ''}
 {control_text}
 
 Candidate goals, plus "{NO_GOAL}" (uniformly random actions), uniform prior:
