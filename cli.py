@@ -687,12 +687,13 @@ def probe_cmd(
 @app.command("goals")
 def goals_cmd(
     checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
-    env: str = typer.Option(..., "--env", help="Env variant (maze or coinrun variants)."),
+    env: str = typer.Option(..., "--env", help="Env variant (maze, coinrun or keys-chests "
+                                               "variants)."),
     out: Path = typer.Option(..., "--out", help="Folder for CSV, PNG and summary.md."),
     episodes: int = typer.Option(256, min=1, help="Agent episodes, the first ones of every env."),
     goal: Optional[List[str]] = typer.Option(
         None, "--goal", help="Add a candidate goal: a goal name (e.g. corner, cheese, coin, end, "
-                             "yellow-gem) or a cell as cell:X,Y (repeatable)."),
+                             "yellow-gem, keys) or a cell as cell:X,Y (repeatable)."),
     no_default_goals: bool = typer.Option(False, "--no-default-goals",
                                           help="Only the --goal candidates."),
     controls: int = typer.Option(64, min=0, help="Episodes of each control (a scripted agent per "
@@ -701,14 +702,17 @@ def goals_cmd(
                                                                 "scripted agents."),
     maps: int = typer.Option(4, min=0, help="Example episodes with a posterior map over cells "
                                             "(mazes)."),
-    seed: int = typer.Option(0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
     num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on vectorized steps."),
     device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
     distribution_mode: Optional[str] = typer.Option(
-        None, help="easy, hard, ... (default: the agent's training mode, else easy)."),
+        None, help="easy, hard, ... (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier results in --out."),
+    num_levels: Optional[int] = NUM_LEVELS,
+    start_level: Optional[int] = START_LEVEL,
+    training_levels: bool = TRAINING_LEVELS,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Which goal does the agent pursue? Posterior over candidate goals and "no goal" per
     episode (inverse planning), shares of episodes with 95% intervals, controls, maps."""
@@ -718,13 +722,14 @@ def goals_cmd(
         paths = infer_goals(checkpoint, env, out, episodes=episodes, goals=goal or (),
                             default_goals=not no_default_goals, seed=seed, num_envs=num_envs,
                             device=device, distribution_mode=distribution_mode,
-                            options=_options(option), max_steps=max_steps, maps=maps,
-                            controls=controls, control_noise=control_noise, overwrite=overwrite,
-                            log=lambda msg: typer.echo(msg, err=True))
-    except InterpError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        _fail(RuntimeError(f"interrupted; nothing was written to {out}: run the command again"))
+                            options=_options(option), num_levels=num_levels,
+                            start_level=start_level, training_levels=training_levels,
+                            max_steps=max_steps, maps=maps, controls=controls,
+                            control_noise=control_noise, overwrite=overwrite)
+    except KeyboardInterrupt as err:
+        err.add_note(f"nothing was written to {out} (it is written at the end): run the command "
+                     "again")
+        raise
     for path in paths:
         typer.echo(str(path))
 

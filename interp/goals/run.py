@@ -21,18 +21,18 @@ import textwrap
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from scipy.special import softmax
-from tqdm import tqdm
 
 from interp.envs import EnvSpec, make_env
 from interp.envs.core import NOOP
-from interp.evaluate import Metric, outcome_keys, variant_metrics
+from interp.evaluate import Metric, describe_levels, outcome_keys, variant_metrics
+from interp.outputs import check_output
 from interp.experiments.common import StepTrace, split_episodes
 from interp.plots import pyplot, save_figure
+from interp.progress import Progress
 from interp.rollout import GOAL_REWARD, Step, run_episodes
 from interp.stats import bootstrap_mean, wilson
 from interp.tables import fmt, md_table, write_csv
@@ -41,7 +41,6 @@ from .games import N_ACTIONS, Goal, GoalError, GoalGame, goal_game, resolve_goal
 from .likelihood import NO_GOAL, UNDECIDED, Evidence, log_likelihoods, weigh
 
 AGENT, RANDOM = "agent", "random agent"
-FILES = ("goals-episodes.csv", "goals.csv", "goals.png", "goals-maps.png", "summary.md")
 EpisodeKey = tuple[int, int, int]  # (group, env, episode)
 
 
@@ -126,8 +125,7 @@ def scripted_episodes(spec: EnvSpec, goal: Goal | None, goals: tuple[Goal, ...],
     name = RANDOM if goal is None else f"scripted: {goal.name}"
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     success, truncated = {}, {}
-    with make_env(spec, num=E, seed=seed) as env, \
-            tqdm(total=E * K, desc=name, unit="episode", leave=False, disable=None) as bar:
+    with make_env(spec, num=E, seed=seed) as env, Progress(E * K, f"goals: {name}") as bar:
         _, obs, _ = env.observe()
         count, step, got = np.zeros(E, int), np.zeros(E, int), np.zeros(E, bool)
         t = 0
@@ -151,6 +149,9 @@ def scripted_episodes(spec: EnvSpec, goal: Goal | None, goals: tuple[Goal, ...],
             env.act(actions)
             rew, obs, first = env.observe()
             got |= rew >= GOAL_REWARD
+            if first.any():  # a completed level (keys-chests) succeeds too, as in run_episodes
+                got |= first & np.array([bool(i.get("prev_level_complete"))
+                                         for i in env.get_info()])
             for r in active[first[active]]:
                 success[0, r, count[r]], truncated[0, r, count[r]] = got[r], False
                 count[r] += 1
@@ -324,29 +325,23 @@ def _examples(results: list[EpisodeGoals], k: int, informative: int = 5) -> list
 
 
 # -- the command ---------------------------------------------------------------------------------
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to overwrite earlier results without ``overwrite`` (before any work)."""
-    clash = [f for f in FILES if (out / f).exists()]
-    if clash and not overwrite:
-        raise GoalError(f"{out} already holds results ({', '.join(clash)}); pass --overwrite "
-                        "to replace them or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise GoalError(f"--out {out} is a file; give a folder")
-
-
 @torch.no_grad()
 def infer_goals(checkpoint: str | Path, env: str, out: str | Path, *, episodes: int = 256,
                 goals=(), default_goals: bool = True, seed: int = 0, num_envs: int = 64,
                 device: str = "auto", distribution_mode: str | None = None,
-                options: dict | None = None, max_steps: int | None = None, maps: int = 4,
-                controls: int = 64, control_noise: float = 0.3, overwrite: bool = False,
-                log: Callable[[str], None] = lambda msg: None) -> list[Path]:
+                options: dict | None = None, num_levels: int | None = None,
+                start_level: int | None = None, training_levels: bool = False,
+                max_steps: int | None = None, maps: int = 4, controls: int = 64,
+                control_noise: float = 0.3, overwrite: bool = False) -> list[Path]:
     """Which candidate goal explains each of an agent's episodes on variant ``env``.
 
     ``goals`` adds candidates (names or ``cell:X,Y``) to the game's defaults (none with
     ``default_goals=False``). ``controls`` episodes of a scripted agent per goal (noise
     ``control_noise``) and of a random agent run on the same levels (0: none); ``maps``
-    example episodes get a posterior map over cells (mazes). Writes :data:`FILES` to ``out``.
+    example episodes get a posterior map over cells (mazes). Levels as in
+    :func:`~interp.evaluate.evaluate_agent`. Writes ``summary.md``, ``goals.png``,
+    ``goals-maps.png`` (mazes), ``goals-episodes.csv`` and ``goals.csv`` to the folder ``out``
+    (empty unless ``overwrite``).
     """
     from interp.checkpoint import load_agent
     from interp.device import resolve_device
@@ -357,24 +352,24 @@ def infer_goals(checkpoint: str | Path, env: str, out: str | Path, *, episodes: 
                         f"{episodes}, {num_envs}, {maps}, {controls})")
     if not 0 <= control_noise <= 1:
         raise GoalError(f"control noise must be in [0, 1] (got {control_noise})")
-    check_out(out, overwrite)
+    check_output(out, "dir", overwrite=overwrite)
     dev = resolve_device(device)
     agent = load_agent(checkpoint, dev)
-    spec = agent.env_spec(env, distribution_mode, options)
+    spec = agent.env_spec(env, distribution_mode, options, num_levels=num_levels,
+                          start_level=start_level, training_levels=training_levels)
     game = goal_game(spec)
     candidates = resolve_goals(spec, goals, default_goals)
     keys = sorted({*game.keys, "level_seed", *outcome_keys(spec)})
 
-    log(f"agent: {episodes} episodes of {spec.variant}")
     rec = _Recorder(game, keys)
     ep = run_episodes(agent.model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
-                      max_steps=max_steps, on_step=rec, step_labels=True, device=dev)
+                      max_steps=max_steps, on_step=rec, step_labels=True, device=dev,
+                      progress=f"goals: agent on {spec.variant}")
     flags = {k: {(0, e, i): bool(v) for (e, i), v in np.ndenumerate(arr[0])}
              for k, arr in (("success", ep.metrics["success"] > 0), ("cut", ep.truncated))}
     results = _episodes(AGENT, game, candidates, rec, flags["success"], flags["cut"])
     metrics = variant_metrics(spec, ep, rec.trace, seed)
     for goal in (*candidates, None) if controls else ():
-        log(f"control: {RANDOM if goal is None else 'scripted agent -> ' + goal.name}")
         results += scripted_episodes(spec, goal, candidates, noise=control_noise,
                                      episodes=controls, num_envs=num_envs, seed=seed,
                                      max_steps=max_steps)
@@ -389,7 +384,8 @@ def infer_goals(checkpoint: str | Path, env: str, out: str | Path, *, episodes: 
     examples = _examples(mine, maps) if game.cells else []
     if examples:
         paths.append(_plot_maps(game, candidates, examples, out / "goals-maps.png"))
-    protocol = f"the first {ep.valid.shape[2]} of each of {ep.valid.shape[1]} envs"
+    protocol = (f"the first {ep.valid.shape[2]} of each of {ep.valid.shape[1]} envs, "
+                f"{describe_levels(spec.to_dict(), agent.manifest['env_spec'])}")
     paths.append(_write_summary(out, title, spec, candidates, rows, mine, metrics, seed,
                                 protocol, controls, control_noise))
     return paths
