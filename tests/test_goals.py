@@ -109,6 +109,32 @@ def test_maze_predict_follows_the_shortest_path():
     assert optimal[2].all() and list(reached) == [False, False, True]
 
 
+def test_keys_chests_predict_heads_for_the_nearest_object_of_its_kind():
+    """Nearest key / chest by path through the maze, the engine's diagonal moves (horizontal
+    first, else vertical), renewal after a pick-up, no prediction once none is left."""
+    free = np.zeros((3, 5), bool)
+    free[0, :] = free[:, 0] = True  # an L: the bottom row, and up the left column
+    slots = {f"{kind}{i}_{a}": np.full(3, -1) for kind in ("key", "chest")
+             for i in range(12) for a in "xy"}
+    slots.update(key0_x=np.array([4, -1, -1]), key0_y=np.array([0, -1, -1]),  # right, then taken
+                 key1_x=np.array([0, 0, -1]), key1_y=np.array([2, 2, -1]),  # up the column
+                 chest0_x=np.full(3, 2), chest0_y=np.zeros(3, int))
+    cols = {"agent_cell_x": np.array([3, 4, 4]), "agent_cell_y": np.zeros(3, int),
+            "keys_collected": np.array([0, 1, 2]), "chests_opened": np.zeros(3, int), **slots}
+    game = goal_game(EnvSpec("keys-chests"))
+    keys, got = game.predict(free, cols, "keys")
+    assert set(np.flatnonzero(keys[0])) == {6, 7, 8}  # the key 1 cell right, not the far one
+    assert set(np.flatnonzero(keys[1])) == {0, 1, 2}  # picked up: the next key, to the left
+    assert keys[2].all() and list(got) == [False, True, True]  # none left: no prediction
+    chests, at = game.predict(free, cols, "chests")
+    # from (3, 0) the chest at (2, 0): left; ids 0 and 2 go left too (the up/down cells are
+    # walls, so the engine moves them horizontally)
+    assert set(np.flatnonzero(chests[0])) == {0, 1, 2} and not at.any()
+    corner, _ = game.predict(free, {**cols, "agent_cell_x": np.zeros(3, int)}, (0, 2))
+    # up: 5, and 2 (left-up: the edge blocks left); 8 (right-up) goes right, 0 nowhere
+    assert set(np.flatnonzero(corner[0])) == {2, 5}
+
+
 # -- recovery -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("target", ["cheese", "corner", None])
 def test_scripted_maze_agents_are_recovered(target):
@@ -126,6 +152,19 @@ def test_scripted_coinrun_agents_are_recovered():
         n, share = shares(scripted_episodes(COINRUN, goal, goals, noise=0.3, episodes=16,
                                             num_envs=16, max_steps=300))
         assert n >= 4 and share[goal.name] >= 0.75, (goal.name, share)
+
+
+@pytest.mark.parametrize("variant", ["keys-chests", "keys-chests-test"])
+def test_scripted_keys_chests_agents_are_recovered(variant):
+    spec = EnvSpec(variant)
+    goals = resolve_goals(spec)
+    assert [g.name for g in goals] == ["keys", "chests"]
+    for goal in (*goals, None):
+        res = scripted_episodes(spec, goal, goals, noise=0.3, episodes=16, num_envs=16,
+                                max_steps=300)
+        n, share = shares(res)
+        assert n >= 12 and share[goal.name if goal else NO_GOAL] >= 0.8, (goal, share)
+        assert all(r.evidence.steps == r.steps for r in res)  # renewing goals: whole episodes
 
 
 # -- interp goals -------------------------------------------------------------------------------
@@ -159,6 +198,19 @@ def test_cli_goals_end_to_end(checkpoint, tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     again = CliRunner().invoke(app, args)  # refuses to overwrite, before any work
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_cli_goals_keys_chests(checkpoint, tmp_path):
+    out = tmp_path / "kc"
+    res = CliRunner().invoke(app, ["goals", str(checkpoint), "--env", "keys-chests-test",
+                                   "--episodes", "4", "--num-envs", "4", "--controls", "4",
+                                   "--max-steps", "60", "--device", "cpu", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "trained on maze-cheese-region" in res.output  # another game: a warning, not an error
+    summary = (out / "summary.md").read_text()
+    assert "best: keys" in summary and "best: chests" in summary and "weighed whole" in summary
+    assert sorted(p.name for p in out.iterdir()) == [  # no cell maps: the goals renew
+        "goals-episodes.csv", "goals.csv", "goals.png", "summary.md"]
 
 
 @pytest.mark.parametrize("extra, words", [

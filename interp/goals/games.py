@@ -20,6 +20,11 @@ vertical ``id % 3 - 1`` (0 left-down, 1 left, 2 left-up, 3 down, 4 no-op, 5 up, 
   nor penalised, a goal right above or below the agent (horizontal overlap, not touching) gets
   no prediction, and run-ups, dodging saws and enemies, and the inertia of turning are not
   modelled (levels are left-to-right corridors, so horizontal progress is the path's progress).
+- **Keys and Chests** (our engine) moves one cell per step, a diagonal horizontally if that
+  cell is free, else vertically (``move_agents``). The goals are kinds of objects: progress =
+  one step closer by BFS to the nearest key still lying (``keys``) or the nearest unopened
+  chest (``chests``), whether or not a key is held; they renew after each pick-up, so the
+  whole episode is weighed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from typing import Any, Callable
 import numpy as np
 
 from interp.envs import EnvSpec, GameState, get_variant
+from interp.envs.keys_chests import GAME as KC_GAME
+from interp.envs.keys_chests import MAX_OBJECTS, move_agents, rules
 from interp.envs.labels import _bfs
 from interp.envs.maze import WALL, WORLD_DIM
 from interp.errors import InterpError
@@ -77,6 +84,9 @@ class GoalGame:
     # Grid games: the layout is a bool (h, w) array of walkable cells, every one of which can
     # be a goal (the posterior map); None for games without one.
     cells: Callable[[Any], list[Cell]] | None = None
+    # Goals that renew (kinds of objects: after one key, the next): the whole episode is
+    # weighed, not only up to the first goal reached.
+    renewing: bool = False
 
 
 _REGISTRY: dict[str, GoalGame] = {}
@@ -147,29 +157,49 @@ _MAZE_TARGETS = {"goal": ("goal_x", "goal_y"), "distractor": ("distractor_x", "d
                  "corner": ("corner_x", "corner_y")}
 
 
+def _progress(free: np.ndarray, ax: np.ndarray, ay: np.ndarray, nx: np.ndarray, ny: np.ndarray,
+              targets: list[tuple[Cell, ...]]) -> np.ndarray:
+    """Optimal actions, bool (T, 15): those whose next cell (``nx``, ``ny``: (T, 15)) is one
+    step closer, by the shortest path through the walkable cells ``free``, to the nearest of
+    step t's ``targets[t]``; every action where none makes progress (at a target, no target,
+    or cut off from it)."""
+    h, w = free.shape
+    raw = free.tobytes()
+    optimal = np.ones(nx.shape, bool)
+    for cells in set(targets):
+        walkable = [(x, y) for x, y in cells if 0 <= x < w and 0 <= y < h and free[y, x]]
+        if not walkable:
+            continue  # absent (-1) or not walkable: no prediction
+        dist = np.min([np.where(d < 0, np.iinfo(np.int32).max, d)
+                       for d in (_bfs(raw, h, w, x, y) for x, y in walkable)], axis=0)
+        sel = np.array([t == cells for t in targets])
+        opt = dist[ny[sel], nx[sel]] < dist[ay[sel], ax[sel]][:, None]
+        opt[~opt.any(1)] = True
+        optimal[sel] = opt
+    return optimal
+
+
+def _cell_targets(cols: dict, target: str | Cell, roles: dict) -> list[tuple[Cell, ...]]:
+    """Per step, the target cells of a fixed cell or of a role's label columns (``roles``:
+    role -> (x key, y key))."""
+    if isinstance(target, tuple):
+        return [(target,)] * len(cols["agent_cell_x"])
+    xs, ys = (np.asarray(cols[k], int) for k in roles[target])
+    return [((int(x), int(y)),) for x, y in zip(xs, ys)]
+
+
 def _maze_predict(free: np.ndarray, cols: dict, target: str | Cell):
     """Optimal actions: those whose next cell is one step closer to the target by BFS; all
     actions at the target or where it is absent or unreachable."""
     h, w = free.shape
     ax, ay = (np.asarray(cols[k], int) for k in ("agent_cell_x", "agent_cell_y"))
-    if isinstance(target, tuple):
-        tx, ty = np.full_like(ax, target[0]), np.full_like(ay, target[1])
-    else:
-        tx, ty = (np.asarray(cols[k], int) for k in _MAZE_TARGETS[target])
     nx, ny = ax[:, None] + MAZE_DX, ay[:, None] + MAZE_DY
     inside = (nx >= 0) & (nx < w) & (ny >= 0) & (ny < h)
     moves = inside & free[np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)]
     nx, ny = np.where(moves, nx, ax[:, None]), np.where(moves, ny, ay[:, None])
-    optimal = np.ones((len(ax), N_ACTIONS), bool)
-    for x, y in {(int(x), int(y)) for x, y in zip(tx, ty)}:
-        if not (0 <= x < w and 0 <= y < h and free[y, x]):
-            continue  # absent (-1) or not walkable: no prediction
-        sel = (tx == x) & (ty == y)
-        dist = _bfs(free.tobytes(), h, w, x, y)
-        opt = dist[ny[sel], nx[sel]] < dist[ay[sel], ax[sel]][:, None]
-        opt[~opt.any(1)] = True  # at the target, or cut off from it
-        optimal[sel] = opt
-    return optimal, (ax == tx) & (ay == ty)
+    targets = _cell_targets(cols, target, _MAZE_TARGETS)
+    reached = np.array([(x, y) == t[0] for x, y, t in zip(ax, ay, targets)], bool)
+    return _progress(free, ax, ay, nx, ny, targets), reached
 
 
 def _maze_size(spec: EnvSpec) -> tuple[int, int]:
@@ -217,3 +247,50 @@ register_goals(GoalGame(
     keys=("agent_x", "agent_y", "goal_x", "goal_y", "end_wall_x"),
     layout=lambda state: (float(state.player["rx"]), float(state.player["ry"])),
     predict=_coinrun_predict, size=lambda spec: (64, 64)))
+
+
+# -- keys and chests ------------------------------------------------------------------------------
+_KC_SLOTS = {kind: tuple(f"{kind}{i}_{a}" for i in range(MAX_OBJECTS) for a in "xy")
+             for kind in ("key", "chest")}
+
+
+def _kc_objects(cols: dict, kind: str) -> list[tuple[Cell, ...]]:
+    """Per step, the cells of the keys still lying / the chests not yet opened."""
+    xy = np.stack([np.asarray(cols[k], int) for k in _KC_SLOTS[kind]], 1)
+    return [tuple((int(x), int(y)) for x, y in row.reshape(-1, 2) if x >= 0) for row in xy]
+
+
+def _kc_predict(free: np.ndarray, cols: dict, target: str | Cell):
+    """Optimal actions: those whose next cell (the engine's moves: horizontal first, else
+    vertical) is one step closer to the nearest key (``keys``) or unopened chest (``chests``),
+    or to a cell; reached: a key picked up, a chest touched (opened or not), the cell stood on."""
+    ax, ay = (np.asarray(cols[k], int) for k in ("agent_cell_x", "agent_cell_y"))
+    T = len(ax)
+    nxt = move_agents(np.broadcast_to(~free, (T * N_ACTIONS, *free.shape)),
+                      np.repeat(np.stack([ax, ay], 1), N_ACTIONS, 0),
+                      np.tile(_IDS, T)).reshape(T, N_ACTIONS, 2)
+    if isinstance(target, tuple):
+        targets = [(target,)] * T
+        reached = (ax == target[0]) & (ay == target[1])
+    elif target == "keys":
+        targets = _kc_objects(cols, "key")
+        reached = np.diff(np.asarray(cols["keys_collected"]), prepend=0) > 0
+    else:
+        targets = _kc_objects(cols, "chest")
+        reached = np.array([(x, y) in t for x, y, t in zip(ax, ay, targets)], bool) | (
+            np.diff(np.asarray(cols["chests_opened"]), prepend=0) > 0)
+    return _progress(free, ax, ay, nxt[..., 0], nxt[..., 1], targets), reached
+
+
+register_goals(GoalGame(
+    KC_GAME,
+    lambda options: (Goal("keys", "keys", "the nearest key still lying in the level (any key; "
+                                          "after a pick-up, the next nearest)"),
+                     Goal("chests", "chests", "the nearest unopened chest (opening one with a "
+                                              "key pays 1; after that, the next nearest)")),
+    keys=("agent_cell_x", "agent_cell_y", "keys_collected", "chests_opened",
+          *_KC_SLOTS["key"], *_KC_SLOTS["chest"]),
+    layout=lambda state: np.ascontiguousarray(~state.grid),
+    predict=_kc_predict, size=lambda spec: (rules(spec.resolved_options(),
+                                                  spec.distribution_mode).world,) * 2,
+    renewing=True))

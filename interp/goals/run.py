@@ -4,7 +4,8 @@ The agent plays the first episodes of every env (the protocol of :func:`~interp.
 run_episodes`); each step's labels and each episode's first state give the geometry. An episode
 is weighed up to the first step at which it stands on a candidate goal (the *window*; an episode
 that reaches the rewarded goal ends there): what an agent does after reaching a goal is not
-what pursuing that goal predicts. :func:`~interp.goals.likelihood.weigh` gives the posterior
+what pursuing that goal predicts (in games whose goals renew, Keys and Chests: "the nearest
+key", the whole episode is weighed). :func:`~interp.goals.likelihood.weigh` gives the posterior
 over the goals and "no goal", comparing the goals on the window's informative steps (where they
 disagree); the episode is *best explained* by the hypothesis with the highest posterior.
 
@@ -88,13 +89,15 @@ class _Recorder:
 
 def weigh_episode(game: GoalGame, goals: tuple[Goal, ...], layout, cols: dict,
                   success: bool) -> tuple[Evidence, str]:
-    """(evidence over the window, first goal reached) of one episode's per-step ``cols``."""
+    """(evidence over the window, first goal reached) of one episode's per-step ``cols``: the
+    window ends at the first step on a candidate goal, unless the game's goals renew."""
     preds = [game.predict(layout, cols, g.target) for g in goals]
     optimal, reached = np.stack([p[0] for p in preds]), np.stack([p[1] for p in preds])
     hit = reached.any(0)
-    window = int(np.argmax(hit)) if hit.any() else len(hit)
+    t = int(np.argmax(hit))
+    window = len(hit) if game.renewing or not hit.any() else t
     if hit.any():
-        first = "+".join(g.name for g, r in zip(goals, reached[:, window]) if r)
+        first = "+".join(g.name for g, r in zip(goals, reached[:, t]) if r)
     else:  # the rewarded goal ends the episode on arrival, so its arrival is never seen
         first = next((g.name for g in goals if g.rewarded and success), "none")
     ev = weigh(tuple(g.name for g in goals), optimal[:, :window], cols["action"][:window])
@@ -386,15 +389,16 @@ def infer_goals(checkpoint: str | Path, env: str, out: str | Path, *, episodes: 
         paths.append(_plot_maps(game, candidates, examples, out / "goals-maps.png"))
     protocol = (f"the first {ep.valid.shape[2]} of each of {ep.valid.shape[1]} envs, "
                 f"{describe_levels(spec.to_dict(), agent.manifest['env_spec'])}")
-    paths.append(_write_summary(out, title, spec, candidates, rows, mine, metrics, seed,
+    paths.append(_write_summary(out, title, spec, game, candidates, rows, mine, metrics, seed,
                                 protocol, controls, control_noise))
     return paths
 
 
-def _write_summary(out: Path, title: str, spec: EnvSpec, goals: tuple[Goal, ...],
-                   rows: list[dict], mine: list[EpisodeGoals], metrics: list[Metric],
+def _write_summary(out: Path, title: str, spec: EnvSpec, game: GoalGame,
+                   goals: tuple[Goal, ...], rows: list[dict], mine: list[EpisodeGoals], metrics: list[Metric],
                    seed: int, protocol: str, controls: int, noise: float) -> Path:
     cut = sum(r.truncated for r in mine)
+    cut_text = f" {cut} episode(s) were cut short by max_steps." if cut else ""
     goal_list = "\n".join(f"- `{g.name}`: {g.description}" for g in goals)
     agent_rows = [r for r in rows if r["source"] == AGENT]
     posts = md_table([(r["hypothesis"], fmt(r["mean_posterior"], r["posterior_lo"],
@@ -403,10 +407,13 @@ def _write_summary(out: Path, title: str, spec: EnvSpec, goals: tuple[Goal, ...]
     control_text = (f"Controls on the same levels: {controls} episodes each of a scripted agent "
                     f"per goal (epsilon-greedy towards it, noise {noise}) and of a uniformly "
                     "random agent." if controls else "No controls were run (--controls 0).")
+    window = ("The goals renew (after one object, the next nearest), so each episode is weighed "
+              "whole." if game.renewing else "Each episode is weighed up to the first step at "
+              "which it stands on a candidate goal.")
     text = f"""# Which goal does the behaviour pursue? {title}
 
 Env `{spec.variant}`, {spec.distribution_mode} mode: {len(mine)} episodes of the agent,
-{protocol} (env and action seed {seed}).{f' {cut} episode(s) were cut short by max_steps.' if cut else ''}
+{protocol} (env and action seed {seed}).{cut_text}
 {control_text}
 
 Candidate goals, plus "{NO_GOAL}" (uniformly random actions), uniform prior:
@@ -414,7 +421,7 @@ Candidate goals, plus "{NO_GOAL}" (uniformly random actions), uniform prior:
 
 Model: per step, epsilon-greedy over the 15 actions towards the goal (the actions that make
 shortest-path progress; all actions once it is reached), epsilon integrated over [0, 1]
-exactly. Each episode is weighed up to the first step at which it stands on a candidate goal.
+exactly. {window}
 The goals are compared on the *informative* steps only (where they prescribe different
 actions); the other steps count the same for every goal and only weigh the goals against "no
 goal" (epsilon integrated separately over the two sets). *Decided*: one hypothesis explains
