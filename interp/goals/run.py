@@ -299,7 +299,8 @@ def _plot_maps(game: GoalGame, goals: tuple[Goal, ...], examples: list[EpisodeGo
                 ax.plot(*cell, marker, color=colour, mec="black", ms=size, mfc=colour
                         if g.target != "corner" else "none")
         ev = ex.evidence
-        post_txt = ", ".join(f"{nm} {p:.2f}" for nm, p in zip(ev.names, ev.posterior))
+        post_txt = textwrap.fill(", ".join(f"{nm} {p:.2f}"
+                                           for nm, p in zip(ev.names, ev.posterior)), 44)
         ax.set_title(f"env {ex.env} episode {ex.episode}: best {ev.best}\n{post_txt}\n"
                      f"steps: {ev.informative} informative, {ev.steps} weighed, {ex.steps} in all",
                      fontsize=7)
