@@ -49,6 +49,17 @@ def test_weigh_counts_only_the_steps_where_goals_disagree():
     assert agree.posterior[2] < 0.05
     # actions that serve neither goal: no goal
     assert weigh(("a", "b"), optimal, np.array([10, 11, 3, 12, 13, 14])).best == NO_GOAL
+    # a step where one goal makes no prediction is left out: a right there does not count
+    # against it, and the goals tie
+    silent = optimal[:, :5].copy()
+    silent[0, 4] = True
+    ev = weigh(("a", "b"), silent, np.array([7, 7, 7, 7, 7]))
+    assert ev.informative == 0 and ev.best == UNDECIDED
+    assert ev.loglik[2] == pytest.approx(-4 * np.log(N_ACTIONS))  # no goal: 4 steps kept
+    # a goal silent throughout (absent) is scored as it is: every step counts
+    absent = optimal.copy()
+    absent[1] = True
+    assert weigh(("a", "b"), absent, np.array([7, 7, 7, 7, 1, 1])).best == "a"
 
 
 # -- action semantics against the engine ----------------------------------------------------------

@@ -17,9 +17,13 @@ that makes no progress towards any goal favours it.
 
 A step is *informative* when the candidate goals disagree there (their sets A*_g(s) differ);
 where all goals prescribe the same actions the step says nothing about which goal it serves.
+A step where some goal makes *no prediction* (every action optimal, e.g. CoinRun's coin right
+above the agent, whose vertical the model ignores) is left out altogether: it would score any
+purposeful action there against that goal, though the goal says nothing about it (a goal
+silent on every step, e.g. absent from the level, is scored as it is: like "no goal").
 :func:`weigh` integrates epsilon separately over the informative steps and over the others
 (the agent's noise may differ between them; two independent uniform priors), so the goals are
-compared on the informative steps alone, while every step weighs them against "no goal":
+compared on the informative steps alone, while every step kept weighs them against "no goal":
 
     p(tau | g) = p(informative steps | g) * p(other steps | any goal),
 
@@ -63,9 +67,16 @@ def log_likelihoods(optimal: np.ndarray, actions: np.ndarray) -> np.ndarray:
     return log_eps_greedy(took, optimal.sum(-1), n_actions)
 
 
+def silent_steps(optimal: np.ndarray) -> np.ndarray:
+    """Bool (T,): the steps where some goal makes no prediction (every action optimal), among
+    the goals that make one somewhere (a goal silent throughout, e.g. absent, is no goal)."""
+    none = optimal.all(-1)
+    return none[~none.all(1)].any(0)
+
+
 def informative_steps(optimal: np.ndarray) -> np.ndarray:
-    """Bool (T,): the steps where at least two goals prescribe different actions."""
-    return (optimal != optimal[:1]).any(axis=(0, 2))
+    """Bool (T,): the steps where every goal makes a prediction and at least two differ."""
+    return (optimal != optimal[:1]).any(axis=(0, 2)) & ~silent_steps(optimal)
 
 
 @dataclass
@@ -90,9 +101,10 @@ def weigh(names: tuple[str, ...], optimal: np.ndarray, actions: np.ndarray) -> E
     """Posterior over the goals ``names`` (``optimal`` bool (goals, T, n_actions)) and "no goal"
     for one trajectory's ``actions`` (module docstring)."""
     actions = np.asarray(actions)
-    inf = informative_steps(optimal)
+    inf, silent = informative_steps(optimal), silent_steps(optimal)
     n_actions = optimal.shape[-1]
-    shared = log_likelihoods(optimal[:1, ~inf], actions[~inf])[0]
+    same = ~inf & ~silent
+    shared = log_likelihoods(optimal[:1, same], actions[same])[0]
     ll = np.append(log_likelihoods(optimal[:, inf], actions[inf]) + shared,
-                   -len(actions) * np.log(n_actions))
+                   -(~silent).sum() * np.log(n_actions))
     return Evidence((*names, NO_GOAL), ll, softmax(ll), len(actions), int(inf.sum()))
