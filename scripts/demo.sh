@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# The main job on the bundled agent, on CPU in a few minutes: what goal did it learn, and
-# where in the network is it? Usage: bash scripts/demo.sh [OUT_DIR]   (default: demo)
+# The main job on a bundled agent, on CPU in a few minutes: what goal did it learn, and where in
+# the network is it? Ends with demo/summary/summary.md (+ .png): the behaviour with 95% CIs and
+# the layers whose probe clears the random-init and pixel controls.
+# Usage: bash scripts/demo.sh [OUT_DIR]   (default: demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-demo}
-AGENT=agents/colour-shape-yellow-line/agent.pt   # yellow-line goal, black 5x5 mazes
-TEST=(--env colour-shape -o goal=red-line -o distractor=yellow-gem)  # Maze II's test
+AGENT=agents/coinrun-cpu/agent.pt   # CoinRun, coin always at the end of the level in training
+LAYERS=(--layers embedder.block2.res1.resadd --layers embedder.block3.res2.resadd
+        --layers embedder.relufc)   # the blocks where the coin was readable (docs/probes.md)
 mkdir -p "$OUT"
 set -x  # --overwrite: a second run replaces the first one's results
-# 1. Which object does it go to first: the rewarded red line or the yellow gem?
-.venv/bin/interp eval "$AGENT" "${TEST[@]}" --episodes 256 --device cpu --out "$OUT/eval-test.md" \
-    --overwrite
-# 2. Record activations with ground-truth labels (~6k steps, ~0.7 GB in float16) ...
-.venv/bin/interp record "$AGENT" "${TEST[@]}" --episodes 32 --float16 --device cpu \
-    --out "$OUT/test.h5" --overwrite
-# 3. ... and find where the yellow gem's position is linearly readable, against controls.
-.venv/bin/interp probe "$OUT/test.h5" --feature distractor_x --out "$OUT/probe-distractor_x" \
-    --overwrite
-# 4. Which pixels move its value and its action: gradient attributions on the test mazes.
-.venv/bin/interp attribute "$AGENT" "${TEST[@]}" --method gradient --device cpu \
-    --out "$OUT/attribute" --overwrite
+# 1. The coin moves to a random place: does the agent still get it, or run to the end wall?
+#    The invisible-coin levels are the baseline: how often it reaches the coin by chance.
+.venv/bin/interp eval "$AGENT" --env coinrun-random-coin --episodes 256 --device cpu \
+    --json "$OUT/eval-random-coin.json" --overwrite
+.venv/bin/interp eval "$AGENT" --env coinrun-invisible-coin --episodes 256 --device cpu \
+    --json "$OUT/eval-invisible-coin.json" --overwrite
+# 2. Record the layers the probe needs, with ground-truth labels, on 192 random-coin levels ...
+.venv/bin/interp record "$AGENT" --env coinrun-random-coin --episodes 192 "${LAYERS[@]}" \
+    --float16 --device cpu --out "$OUT/coin.h5" --overwrite
+# 3. ... find where "the coin is in view" is linearly readable, against a random-init network
+#    of the same architecture, the raw pixels and shuffled labels ...
+.venv/bin/interp probe "$OUT/coin.h5" --feature coin --no-umap --out "$OUT/probe-coin" --overwrite
+# 4. ... and put the answer on one page.
+.venv/bin/interp summary "$AGENT" --eval "$OUT/eval-random-coin.json" \
+    --eval "$OUT/eval-invisible-coin.json" --probe "$OUT/probe-coin" --out "$OUT/summary" --overwrite
+{ set +x; } 2>/dev/null
+cat "$OUT/summary/summary.md"
