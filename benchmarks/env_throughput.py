@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     variants = [v for v in list_variants() if v.game in ("coinrun", "maze", "heist")
-                and v.factory is None]
+                and v.assets is None]
     stock = {}
     print(f"num={args.num} threads={args.threads}; steps/s (ratio vs stock game)")
     print(f"{'variant':28s} {'plain':>16s} {'with labels':>16s}")

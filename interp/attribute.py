@@ -29,7 +29,7 @@ from interp import hooks
 from interp.envs import EnvSpec, get_variant
 from interp.envs.keys_chests import GAME as KEYS_CHESTS
 from interp.envs.keys_chests_draw import ICON_H, ICON_W
-from interp.envs.labels import to_pixels
+from interp.envs.geometry import to_pixels
 from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import Frames, as_spec, check_agent_env, sample_frames

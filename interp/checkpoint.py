@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from interp.device import resolve_device
-from interp.envs.core import NUM_ACTIONS
+from interp.envs.base import NUM_ACTIONS
 from interp.errors import InterpError, InterpWarning
 from interp.models import ImpalaAgent, ModelConfig
 from interp.outputs import check_output

@@ -270,7 +270,7 @@ def _kinds(spec: EnvSpec) -> tuple[str, bool, bool, bool]:
     variant = get_variant(spec.variant)
     return (variant.game, variant.edit is invisible_coin,  # the chance baseline
             bool(spec.resolved_options().get("distractor")),
-            variant.game == "maze" and variant.factory is None)  # object mazes: own sprites
+            variant.game == "maze" and variant.assets is None)  # object mazes: own sprites
 
 
 def outcome_keys(spec: EnvSpec) -> list[str]:

@@ -30,7 +30,7 @@ import torch
 
 from activations import SCHEMA_VERSION
 from interp.device import resolve_device
-from interp.envs.core import NOOP
+from interp.envs.base import NOOP
 from interp.errors import InterpError
 from interp.outputs import check_output
 from interp.progress import Progress

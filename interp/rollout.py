@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from interp.envs import EnvSpec, GameState, get_variant, make_env
-from interp.envs.core import NOOP, NUM_ACTIONS, check_env_count
+from interp.envs.base import NOOP, NUM_ACTIONS, check_env_count
 from interp.errors import InterpError
 from interp.models import preprocess
 from interp.progress import Progress

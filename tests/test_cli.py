@@ -39,7 +39,7 @@ def no_work(monkeypatch):
     import interp.package
     import interp.train
     import probes
-    from interp.envs.core import VecEnv
+    from interp.envs.vecenv import VecEnv
     from interp.envs.remote import RemoteVecEnv
 
     for target, name in [(VecEnv, "__init__"), (RemoteVecEnv, "__init__"),

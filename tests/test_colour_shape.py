@@ -18,7 +18,7 @@ from interp.envs.assets import (
     sprite,
 )
 from interp.envs.colour_shape import DISTRACTOR, GOAL, edit
-from interp.envs.labels import to_pixels
+from interp.envs.geometry import to_pixels
 from interp.envs.maze import WALL, generate_maze
 from interp.envs.state import SPACE
 

@@ -16,7 +16,7 @@ import torch
 
 from interp.checkpoint import load_agent, save_agent
 from interp.envs import EnvConfigError, EnvSpec, InvalidStateError, StateFormatError, make_env
-from interp.envs.core import NOOP
+from interp.envs.base import NOOP
 from interp.envs.gym_wrapper import GymEnv
 from interp.envs.keys_chests import (
     KeysChestsState,
@@ -27,7 +27,8 @@ from interp.envs.keys_chests import (
     shortest_solution,
 )
 from interp.envs.keys_chests_draw import ICON_H, ICON_W
-from interp.envs.labels import _bfs, label_keys
+from interp.envs.geometry import bfs
+from interp.envs.labels import label_keys
 from interp.envs.remote import RemoteVecEnv
 from interp.experiments.keys_chests import episode_measures
 from interp.models import ImpalaAgent
@@ -125,7 +126,7 @@ def test_timeout_ends_an_incomplete_episode(env5):
 def action_towards(state: KeysChestsState, target) -> int:
     """One step along a shortest maze path from the agent to ``target``."""
     free = np.ascontiguousarray(~state.grid)
-    dist = _bfs(free.tobytes(), *free.shape, *target)
+    dist = bfs(free.tobytes(), *free.shape, *target)
     ax, ay = state.agent
     for a, (dx, dy) in ((RIGHT, (1, 0)), (LEFT, (-1, 0)), (UP, (0, 1)), (DOWN, (0, -1))):
         x, y = ax + dx, ay + dy
@@ -137,7 +138,7 @@ def action_towards(state: KeysChestsState, target) -> int:
 
 def nearest(state: KeysChestsState, cells):
     free = np.ascontiguousarray(~state.grid)
-    dist = _bfs(free.tobytes(), *free.shape, *state.agent)
+    dist = bfs(free.tobytes(), *free.shape, *state.agent)
     return min(cells, key=lambda c: dist[c[1], c[0]])
 
 

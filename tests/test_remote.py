@@ -11,7 +11,7 @@ import pytest
 
 from interp.envs import EnvSpec, InvalidStateError, VecEnv, make_env
 from interp.envs.assets import COLOURS
-from interp.envs.labels import to_pixels
+from interp.envs.geometry import to_pixels
 from interp.envs.remote import RemoteEnvError, RemoteVecEnv
 
 
@@ -82,7 +82,7 @@ def test_worker_start_errors_are_raised():
 def test_second_asset_set_in_one_process_is_an_error():
     r = run_python(
         "from interp.envs import EnvSpec, VecEnv, EnvConfigError\n"
-        "from interp.envs.colour_shape import make_local\n"
+        "from interp.envs.make import make_local\n"
         "VecEnv(EnvSpec('maze'), num=1).close()\n"
         "VecEnv(EnvSpec('maze'), num=1).close()  # the same set again is fine\n"
         "try:\n"

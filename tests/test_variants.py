@@ -5,7 +5,8 @@ import pytest
 
 from interp.envs import EditError, EnvConfigError, EnvSpec, make_env
 from interp.envs.coinrun import COIN, coin_cell, random_coin
-from interp.envs.labels import _bfs, state_labels
+from interp.envs.geometry import bfs
+from interp.envs.labels import state_labels
 from interp.envs.maze import CHEESE, corner_cell
 from interp.envs.state import SPACE
 
@@ -142,7 +143,7 @@ def test_max_maze_size_cuts_the_engine_sizes():
             cx, cy = corner_cell(s)
             assert s.grid[cy, cx] == CHEESE
             free = np.ascontiguousarray(s.grid != 51)
-            reach = _bfs(free.tobytes(), *free.shape, margin, margin) >= 0
+            reach = bfs(free.tobytes(), *free.shape, margin, margin) >= 0
             assert (reach == free).all()  # one connected maze
         env.act(rng.integers(0, 15, env.num))
     assert set(dims) == {3, 5, 7} and len(dims) > 40

@@ -58,7 +58,7 @@ def outcome_keys(spec: EnvSpec) -> tuple[str, ...]:
     keys = set()
     if spec.resolved_options().get("distractor"):
         keys |= set(OBJECT_KEYS)
-    elif v.game == "maze" and v.factory is None:
+    elif v.game == "maze" and v.assets is None:
         keys |= set(MAZE_KEYS)
     return tuple(sorted(keys))
 

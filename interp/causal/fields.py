@@ -26,7 +26,7 @@ from interp.causal.spec import PatchSpec
 from interp.causal.vectors import render
 from interp.envs import EnvSpec, GameState, get_variant, make_env
 from interp.envs.colour_shape import DISTRACTOR
-from interp.envs.core import NUM_ACTIONS
+from interp.envs.base import NUM_ACTIONS
 from interp.envs.maze import (
     ACTION_STEPS,
     CHEESE,
@@ -64,7 +64,7 @@ def proxy_name(spec: EnvSpec) -> str | None:
         return None
     if spec.resolved_options().get("distractor"):
         return "distractor"
-    return "corner" if v.factory is None else None
+    return "corner" if v.assets is None else None
 
 
 def targets(state: GameState, spec: EnvSpec) -> tuple[tuple | None, tuple | None]:

@@ -23,7 +23,7 @@ from interp import hooks
 from interp.ablate import collect_stats, layer_shape, run_conditions
 from interp.causal.vectors import SteerError
 from interp.envs import EnvSpec, GameState, get_variant, make_env
-from interp.envs.labels import to_pixels
+from interp.envs.geometry import to_pixels
 from interp.envs.maze import WALL, agent_cell
 from interp.rollout import Step, as_spec, check_agent_env
 from interp.stats import bootstrap_mean, rate

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from interp.envs.core import EnvConfigError
+from interp.envs.base import EnvConfigError, import_procgen
 
 # Pure colours: RGB primaries and secondaries, plus black and white.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -75,8 +75,6 @@ def sprite(name: str, size: int = SPRITE_SIZE) -> Image.Image:
 
 
 def procgen_assets_dir() -> Path:
-    from interp.envs.core import import_procgen
-
     return Path(import_procgen().__file__).parent / "data" / "assets"
 
 
@@ -173,3 +171,22 @@ def missing_files(resource_root: str) -> list[str]:
     src, dst = procgen_assets_dir(), Path(resource_root)
     return [str(p.relative_to(src)) for p in src.rglob("*")
             if p.is_file() and not (dst / p.relative_to(src)).is_file()]
+
+
+STOCK = "stock procgen assets"
+_process_assets: str | None = None  # the asset set this process's engine has loaded
+
+
+def claim_assets(resource_root: str | None) -> None:
+    """Bind this process to an asset set; raise if it already loaded a different one
+    (procgen's C++ loads sprites once per process, from the first env created)."""
+    global _process_assets
+    wanted = resource_root or STOCK
+    if _process_assets is None:
+        _process_assets = wanted
+    elif _process_assets != wanted:
+        raise EnvConfigError(
+            f"this process already loaded the sprites of {_process_assets!r}; procgen loads "
+            f"sprites once per process, so an env with {wanted!r} would silently draw the "
+            "first set. Build it with make_env(...), which runs variants with their own "
+            "sprites in a worker process, or with interp.envs.remote.RemoteVecEnv.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from interp.envs.core import EditError, EnvConfigError
+from interp.envs.base import EditError, EnvConfigError
+from interp.envs.geometry import cell_labels, find_tiles
 from interp.envs.state import SPACE, GameState
 
 COIN = 1
@@ -101,8 +102,6 @@ def invisible_coin(state: GameState, rng: np.random.Generator, options: dict) ->
 
 def invisible_coin_labels(state: GameState, options: dict) -> dict:
     """Labels of coinrun-invisible-coin: the goal is the invisible coin, never drawn."""
-    from interp.envs.labels import cell_labels, find_tiles
-
     cells = find_tiles(state, (INVISIBLE,))
     return {**cell_labels("goal", cells[0] if cells else None), "goal_visible": 0}
 

@@ -12,8 +12,8 @@ Options: ``goal`` / ``distractor`` ("<colour>-<shape>", distractor may be None),
 ``background`` ("textured" | "black"), ``maze_size`` (odd, 3..world size; None keeps the
 stock maze), ``dead_ends`` (False opens a wall at every dead end, like their generator).
 
-Variants with their own sprites run in a worker process (:mod:`interp.envs.remote`):
-procgen loads sprites once per process.
+The variants declare their sprites (``Variant.assets``: :func:`asset_set`); make_env runs
+them in a worker process (:mod:`interp.envs.remote`): procgen loads sprites once per process.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from interp.envs.assets import (
     SECOND_TILE,
     SHAPES,
     AssetSet,
-    asset_root,
     parse_object,
 )
-from interp.envs.core import EditError, EnvConfigError, EnvSpec, VecEnv
-from interp.envs.labels import cell_labels, find_tiles
+from interp.envs.base import EditError, EnvConfigError
+from interp.envs.geometry import cell_labels, find_tiles
 from interp.envs.maze import CHEESE as GOAL
 from interp.envs.maze import WORLD_DIM, generate_maze
 from interp.envs.state import SPACE, GameState
@@ -45,6 +44,7 @@ DEFAULTS = dict(goal="yellow-line", distractor=None, background="textured", maze
 
 
 def asset_set(options: dict) -> AssetSet:
+    """The sprites a colour-shape variant draws (``Variant.assets``)."""
     return AssetSet(options["goal"], options["distractor"], options["background"])
 
 
@@ -107,17 +107,3 @@ def labels(state: GameState, options: dict) -> dict:
         out[f"{key}_colour"] = COLOUR_CODES.get(colour, -1)
         out[f"{key}_shape"] = SHAPE_CODES.get(shape, -1)
     return out
-
-
-def make_remote(spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2):
-    """The env in a worker process with this variant's sprites (``Variant.factory``)."""
-    from interp.envs.remote import RemoteVecEnv
-
-    root = asset_root(asset_set(spec.resolved_options()))
-    return RemoteVecEnv(spec, num=num, seed=seed, num_threads=num_threads, resource_root=root)
-
-
-def make_local(spec: EnvSpec, num: int, seed: int = 0, num_threads: int = 2) -> VecEnv:
-    """The env in this process (no per-step IPC); the process is then bound to its sprites."""
-    root = asset_root(asset_set(spec.resolved_options()))
-    return VecEnv(spec, num=num, seed=seed, num_threads=num_threads, resource_root=root)

@@ -1,4 +1,4 @@
-"""A single env with the gym 0.26 API, built on :class:`~interp.envs.core.VecEnv` (num=1).
+"""A single env with the gym 0.26 API, built on :class:`~interp.envs.vecenv.VecEnv` (num=1).
 
     env = GymEnv("maze-cheese-top-right", seed=0)
     obs, info = env.reset()
@@ -15,7 +15,9 @@ from __future__ import annotations
 import gym
 import numpy as np
 
-from interp.envs.core import NOOP, NUM_ACTIONS, EnvSpec, make_env
+from interp.envs.base import NOOP, NUM_ACTIONS
+from interp.envs.make import make_env
+from interp.envs.spec import EnvSpec
 
 
 

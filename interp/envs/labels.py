@@ -3,7 +3,7 @@
 :func:`state_labels` returns the same keys for every state of a game (so arrays stack);
 ``LABEL_DOCS`` documents each key (unit and meaning). A variant can fill some keys itself
 (e.g. its distractor object) through ``Variant.labels(state, options) -> dict``, using the
-public helpers :func:`find_tiles`, :func:`find_entities` and :func:`cell_labels`.
+helpers of :mod:`interp.envs.geometry` (``find_tiles``, ``find_entities``, ``cell_labels``).
 
 Cells are integer (x, y) tile coordinates with y = 0 the bottom row; world units are tiles.
 Pixel positions are in the agent's 64x64 frame, (0, 0) top-left; NaN when the object is absent.
@@ -11,17 +11,14 @@ Pixel positions are in the agent's 64x64 frame, (0, 0) top-left; NaN when the ob
 
 from __future__ import annotations
 
-from collections import deque
-from functools import lru_cache
-
 import numpy as np
 
+from interp.envs import keys_chests
 from interp.envs.coinrun import COIN, WALL_MID, WALL_TOP
+from interp.envs.geometry import FRAME, bfs, cell_labels, find_entities, find_tiles, to_pixels
 from interp.envs.keys_chests import GAME, MAX_OBJECTS
-from interp.envs.maze import CHEESE
+from interp.envs.maze import CHEESE, WALL, corner_cell
 from interp.envs.state import GameState
-
-FRAME = 64
 
 LABEL_DOCS: dict[str, str] = {
     "level_seed": "level seed of the current episode",
@@ -109,36 +106,35 @@ def label_keys(game: str) -> tuple[str, ...]:
     return COMMON_KEYS + GAME_KEYS.get(game, ())
 
 
-# -- public helpers -------------------------------------------------------------------------
-def find_tiles(state: GameState, tiles) -> list[tuple[int, int]]:
-    """(x, y) cells whose tile id is in ``tiles``, bottom row first."""
-    grid = state.grid
-    mask = grid == tiles[0] if len(tiles) == 1 else np.isin(grid, tiles)  # == is 10x faster
-    ys, xs = np.nonzero(mask)
-    return list(zip(xs.tolist(), ys.tolist()))
-
-
-def find_entities(state: GameState, types) -> np.ndarray:
-    """Entity records (``ENTITY_DTYPE``) whose type is in ``types``."""
-    return state.entities[np.isin(state.entities["type"], types)]
-
-
-def to_pixels(state: GameState, x: float, y: float, size: int = FRAME) -> tuple[float, float]:
-    """World point -> (px, py) in this state's view rendered at size x size (64: the agent's)."""
-    v = state["view_dim"]
-    return ((x - state["center_x"] + v / 2) * size / v,
-            (state["center_y"] + v / 2 - y) * size / v)
-
-
-def cell_labels(prefix: str, cell: tuple[int, int] | None) -> dict:
-    """``{prefix}_x``, ``{prefix}_y``, ``{prefix}_present`` for a cell (or None: -1, -1, 0)."""
-    x, y = cell if cell is not None else (-1, -1)
-    return {f"{prefix}_x": x, f"{prefix}_y": y, f"{prefix}_present": int(cell is not None)}
-
-
 # -- labels ---------------------------------------------------------------------------------
 def state_labels(state: GameState, variant, options: dict) -> dict:
-    """All labels of one state (``variant``: the env's :class:`~interp.envs.core.Variant`)."""
+    """All labels of one state (``variant``: the env's :class:`~interp.envs.base.Variant`)."""
+    game = state.game
+    out = keys_chests.state_labels(state) if game == GAME else _stock(state)
+    if variant is not None and variant.labels is not None:
+        extra = variant.labels(state, options)
+        unknown = set(extra) - set(out)
+        if unknown:
+            raise KeyError(f"variant {variant.name} labels {sorted(unknown)} are not label keys "
+                           f"of {game}; use the fixed keys in LABEL_DOCS")
+        out.update(extra)
+    goal_geometry(state, out)
+    return {k: out[k] for k in label_keys(game)}
+
+
+def stacked_labels(env, rows: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """The rows (default: all) and their labels, one array per key, of an engine's envs
+    (``env.get_state``, ``env.variant``, ``env.options``), except ``goal_touched``, which the
+    engine tracks across steps (:func:`~interp.envs.base.track_goal_touched`)."""
+    rows = np.arange(env.num) if rows is None else np.asarray(rows, int)
+    if rows.size == 0:
+        raise ValueError("labels() needs at least one env row")
+    labs = [state_labels(env.get_state(i), env.variant, env.options) for i in rows]
+    return rows, {k: np.asarray([r[k] for r in labs]) for k in labs[0]}
+
+
+def _stock(state: GameState) -> dict:
+    """The labels the stock engine's state gives, before a variant's and the goal geometry."""
     game = state.game
     p = state.player
     apx, apy = to_pixels(state, p["x"], p["y"])
@@ -161,18 +157,10 @@ def state_labels(state: GameState, variant, options: dict) -> dict:
         out.update(_maze(state))
     elif game == "heist":
         out.update(_heist(state))
-    if variant is not None and variant.labels is not None:
-        extra = variant.labels(state, options)
-        unknown = set(extra) - set(out)
-        if unknown:
-            raise KeyError(f"variant {variant.name} labels {sorted(unknown)} are not label keys "
-                           f"of {game}; use the fixed keys in LABEL_DOCS")
-        out.update(extra)
-    _goal_geometry(state, out)
-    return {k: out[k] for k in label_keys(game)}
+    return out
 
 
-def _goal_geometry(state: GameState, out: dict) -> None:
+def goal_geometry(state: GameState, out: dict) -> None:
     """Goal pixel position, offset from the agent, on-screen flag and agent overlap."""
     if not out["goal_present"]:
         out.update(goal_px=np.nan, goal_py=np.nan, goal_dx=np.nan, goal_dy=np.nan,
@@ -200,8 +188,6 @@ def _coinrun(state: GameState) -> dict:
 def _maze(state: GameState) -> dict:
     """Maze labels; ``cheese_in_top_right`` is for the corner cell (variants with a
     ``region_size`` fill it themselves, see :func:`interp.envs.maze.region_labels`)."""
-    from interp.envs.maze import WALL, corner_cell
-
     p = state.player
     ax, ay = int(p["x"]), int(p["y"])
     cx, cy = corner_cell(state)
@@ -209,28 +195,11 @@ def _maze(state: GameState) -> dict:
     cheese = find_tiles(state, (GOAL_TILE["maze"],))
     return {"agent_cell_x": ax, "agent_cell_y": ay, "corner_x": cx, "corner_y": cy,
             "cheese_in_top_right": int(bool(cheese) and cheese[0] == (cx, cy)),
-            "dist_to_cheese": int(_bfs(free.tobytes(), *free.shape, *cheese[0])[ay, ax])
+            "dist_to_cheese": int(bfs(free.tobytes(), *free.shape, *cheese[0])[ay, ax])
                               if cheese else -1,
-            "dist_to_corner": int(_bfs(free.tobytes(), *free.shape, cx, cy)[ay, ax]),
+            "dist_to_corner": int(bfs(free.tobytes(), *free.shape, cx, cy)[ay, ax]),
             "goal_colour": -1, "goal_shape": -1,
             "distractor_colour": -1, "distractor_shape": -1}
-
-
-@lru_cache(maxsize=1024)
-def _bfs(free: bytes, h: int, w: int, x: int, y: int) -> np.ndarray:
-    """Path lengths (4-connected, through free cells) from (x, y); -1 where unreachable.
-    Cached: a maze's walls and targets stay fixed for a whole episode."""
-    free = np.frombuffer(free, dtype=bool).reshape(h, w)
-    dist = np.full((h, w), -1, dtype=np.int32)
-    dist[y, x] = 0
-    queue = deque([(x, y)])
-    while queue:
-        cx, cy = queue.popleft()
-        for nx, ny in ((cx + 1, cy), (cx - 1, cy), (cx, cy + 1), (cx, cy - 1)):
-            if 0 <= nx < w and 0 <= ny < h and free[ny, nx] and dist[ny, nx] < 0:
-                dist[ny, nx] = dist[cy, cx] + 1
-                queue.append((nx, ny))
-    return dist
 
 
 def _heist(state: GameState) -> dict:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from interp.envs.core import EditError, EnvConfigError
+from interp.envs.base import EditError, EnvConfigError
+from interp.envs.geometry import bfs
 from interp.envs.state import SPACE, GameState
 
 CHEESE = 2
@@ -180,10 +181,8 @@ def place_agent(state: GameState, cell: tuple[int, int]) -> GameState:
 
 def distances(state: GameState, cell: tuple[int, int]) -> np.ndarray:
     """Path lengths (cells) from every free cell to ``cell`` as ``grid[y, x]``; -1 unreachable."""
-    from interp.envs.labels import _bfs
-
     free = np.ascontiguousarray(state.grid != WALL)
-    return _bfs(free.tobytes(), *free.shape, *cell)
+    return bfs(free.tobytes(), *free.shape, *cell)
 
 
 def steps_towards(dist: np.ndarray, cell: tuple[int, int]) -> set[tuple[int, int]]:

@@ -1,8 +1,9 @@
-"""Asset isolation: one asset set per process, and envs that run in a worker process.
+"""Envs that run in a worker process, each with its own asset set.
 
 Procgen's C++ loads sprites once per process, from the first env created, and a later env
-with another ``resource_root`` silently draws the first set. :func:`claim_assets` (called by
-every :class:`~interp.envs.core.VecEnv`) turns that into an error. :class:`RemoteVecEnv` runs
+with another ``resource_root`` silently draws the first set.
+:func:`~interp.envs.assets.claim_assets` (called by every :class:`~interp.envs.vecenv.VecEnv`)
+turns that into an error. :class:`RemoteVecEnv` runs
 a VecEnv in its own process, so envs with different sprites (a yellow-line training env and
 a red-line-vs-yellow-gem test env) live side by side in one Python session.
 
@@ -20,27 +21,10 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from interp.envs.core import EnvConfigError, EnvSpec
+from interp.envs.spec import EnvSpec
 from interp.envs.state import GameState
+from interp.envs.vecenv import env_class
 from interp.errors import InterpError
-
-STOCK = "stock procgen assets"
-_process_assets: str | None = None  # the asset set this process's engine has loaded
-
-
-def claim_assets(resource_root: str | None) -> None:
-    """Bind this process to an asset set; raise if it already loaded a different one."""
-    global _process_assets
-    wanted = resource_root or STOCK
-    if _process_assets is None:
-        _process_assets = wanted
-    elif _process_assets != wanted:
-        raise EnvConfigError(
-            f"this process already loaded the sprites of {_process_assets!r}; procgen loads "
-            f"sprites once per process, so an env with {wanted!r} would silently draw the "
-            "first set. Build it with make_env(...), which runs variants with their own "
-            "sprites in a worker process, or with interp.envs.remote.RemoteVecEnv.")
-
 
 class RemoteEnvError(InterpError, RuntimeError):
     """The env worker process died (e.g. the engine aborted)."""
@@ -54,8 +38,6 @@ def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads
     """Serve one VecEnv: each request (method, args) gets one reply ("ok" | "error", value).
     Ctrl-C is the parent's to handle: the worker ignores it and stops when told or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from interp.envs.core import env_class, get_variant
-
     shm = shared_memory.SharedMemory(name=shm_name)
     frames = np.ndarray((num, *OBS_SHAPE), dtype=np.uint8, buffer=shm.buf)
     env = None
@@ -78,7 +60,7 @@ def _worker(conn, shm_name: str, spec: EnvSpec, num: int, seed: int, num_threads
 
     def make():
         nonlocal env
-        env = env_class(get_variant(spec.variant))(
+        env = env_class(spec.get_variant())(
             spec, num=num, seed=seed, num_threads=num_threads, resource_root=resource_root,
             engine_options=engine_options)
         return env.num_actions
@@ -122,7 +104,7 @@ class Reply:
 
 
 class RemoteVecEnv:
-    """A :class:`~interp.envs.core.VecEnv` in a worker process, with the same interface.
+    """A :class:`~interp.envs.vecenv.VecEnv` in a worker process, with the same interface.
 
     ``act`` returns at once; the step's reward / obs / first arrive with the next
     ``observe``. Worker errors are raised here with the worker's traceback as a note.

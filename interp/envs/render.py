@@ -7,8 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.envs.core import EnvSpec, VecEnv, get_variant, make_env
-from interp.envs.labels import FRAME, state_labels, to_pixels
+from interp.envs.geometry import FRAME, to_pixels
+from interp.envs.labels import state_labels
+from interp.envs.make import make_env
+from interp.envs.registry import get_variant
+from interp.envs.spec import EnvSpec
+from interp.envs.vecenv import VecEnv
 
 HIRES = 512  # the engine's render_mode="rgb_array" frame
 MARKS = {"goal": "cyan", "distractor": "magenta"}
@@ -36,7 +40,7 @@ def render_variant(variant: str, out: str | Path, *, seed: int = 0, levels: int 
     _, obs, _ = env.observe()
     lab = env.labels()
     overview = None
-    if v.factory is None and v.engine is None:  # same levels and edits, another camera
+    if v.assets is None and v.engine is None:  # same levels and edits, another camera
         overview = VecEnv(spec, num=levels, seed=seed,
                           engine_options={"center_agent": False, "render_mode": "rgb_array"})
         frames = [info["rgb"] for info in overview.get_info()]

@@ -33,7 +33,7 @@ from interp.checkpoint import LoadedAgent
 from interp.envs import EnvSpec, get_variant
 from interp.envs.keys_chests import GAME, move_agents, path_length, shortest_solution
 from interp.envs.keys_chests import mirror_options
-from interp.envs.labels import to_pixels
+from interp.envs.geometry import to_pixels
 from interp.rollout import Step, run_episodes
 from interp.stats import bootstrap_mean, rate
 

@@ -38,7 +38,7 @@ import numpy as np
 from interp.envs import EnvSpec, GameState, get_variant
 from interp.envs.keys_chests import GAME as KC_GAME
 from interp.envs.keys_chests import MAX_OBJECTS, move_agents, rules
-from interp.envs.labels import _bfs
+from interp.envs.geometry import bfs
 from interp.envs.maze import WALL, WORLD_DIM
 from interp.errors import InterpError
 
@@ -171,7 +171,7 @@ def _progress(free: np.ndarray, ax: np.ndarray, ay: np.ndarray, nx: np.ndarray, 
         if not walkable:
             continue  # absent (-1) or not walkable: no prediction
         dist = np.min([np.where(d < 0, np.iinfo(np.int32).max, d)
-                       for d in (_bfs(raw, h, w, x, y) for x, y in walkable)], axis=0)
+                       for d in (bfs(raw, h, w, x, y) for x, y in walkable)], axis=0)
         sel = np.array([t == cells for t in targets])
         opt = dist[ny[sel], nx[sel]] < dist[ay[sel], ax[sel]][:, None]
         opt[~opt.any(1)] = True

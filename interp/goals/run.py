@@ -28,7 +28,7 @@ import torch
 from scipy.special import softmax
 
 from interp.envs import EnvSpec, make_env
-from interp.envs.core import NOOP
+from interp.envs.base import NOOP
 from interp.evaluate import Metric, describe_levels, outcome_keys, variant_metrics
 from interp.outputs import check_output
 from interp.experiments.common import StepTrace, split_episodes
