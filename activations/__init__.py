@@ -26,11 +26,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from activations.schema import (
+    EPISODE_COLUMNS,
+    EPISODE_GROUP,
+    ROW_GROUPS,
+    game_of,
+    schema_problem,
+)
 from interp.errors import InterpError
 
-SCHEMA_VERSION = 1  # of the files `interp record` writes (the writer imports it)
-GROUPS = ("activations", "steps", "labels")  # lookup order for bare names
-EPISODE_FIELDS = ("id", "env", "index", "level_seed", "length", "return", "level_complete")
 READ_WINDOW_CHUNKS = 16  # rows of up to this many chunks are read in one call
 
 
@@ -83,7 +87,7 @@ def _convert(arr: np.ndarray, as_: str, dtype) -> Any:
 
 class Recording:
     """An open recording file. Attributes: ``layers``, ``labels``, ``num_steps``, ``episodes``,
-    ``config``, ``env_spec``, ``agent_manifest``, ``status``."""
+    ``config``, ``env_spec``, ``game``, ``agent_manifest``, ``status``."""
 
     def __init__(self, path: str | Path, *, allow_incomplete: bool = False):
         self.path = Path(path)
@@ -94,10 +98,10 @@ class Recording:
         except OSError as e:
             raise RecordingError(f"cannot open {self.path} as HDF5: {e}") from e
         a = self.file.attrs
-        if a.get("schema_version") != SCHEMA_VERSION:
+        problem = schema_problem(a)
+        if problem:
             self.file.close()
-            raise RecordingError(f"{self.path} is not an interp recording of schema "
-                                 f"{SCHEMA_VERSION} (schema_version={a.get('schema_version')})")
+            raise RecordingError(f"{self.path} {problem}")
         self.status = str(a["status"])
         if self.status != "complete":
             msg = (f"{self.path} is incomplete ({int(a['num_episodes'])} of "
@@ -110,6 +114,7 @@ class Recording:
         self.num_steps = int(a["num_rows"])
         self.config = json.loads(a["config"])
         self.env_spec = json.loads(a["env_spec"])
+        self.game = game_of(a)
         self.agent_manifest = json.loads(a["agent_manifest"])
         self.layers = {k: tuple(v) for k, v in json.loads(a["layers"]).items()}
         self.labels = json.loads(a["label_docs"])
@@ -137,8 +142,8 @@ class Recording:
         env's n-th episode), level_seed, length, return, level_complete."""
         if self._episodes is None:
             n = int(self.file.attrs["num_episodes"])
-            g = self.file.get("episodes")
-            cols = {c: g[c][:n] if g is not None else np.zeros(0) for c in EPISODE_FIELDS}
+            g = self.file.get(EPISODE_GROUP)
+            cols = {c: g[c][:n] if g is not None else np.zeros(0) for c in EPISODE_COLUMNS}
             table = np.empty(n, dtype=[(c, col.dtype) for c, col in cols.items()])
             for c, col in cols.items():
                 table[c] = col
@@ -148,10 +153,10 @@ class Recording:
     def dataset(self, name: str) -> h5py.Dataset:
         """The HDF5 dataset of a layer, step field or label (``"labels/step"`` when a bare
         name is ambiguous: bare names look in activations, then steps, then labels)."""
-        for path in ([name] if "/" in name else [f"{g}/{name}" for g in GROUPS]):
+        for path in ([name] if "/" in name else [f"{g}/{name}" for g in ROW_GROUPS]):
             if path in self.file:
                 return self.file[path]
-        known = {g: sorted(self.file[g]) for g in GROUPS if g in self.file}
+        known = {g: sorted(self.file[g]) for g in ROW_GROUPS if g in self.file}
         raise RecordingError(f"{self.path} has no {name!r}; it has "
                              + "; ".join(f"{g}: {', '.join(v)}" for g, v in known.items()))
 

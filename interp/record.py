@@ -28,7 +28,15 @@ import h5py
 import numpy as np
 import torch
 
-from activations import SCHEMA_VERSION
+from activations.schema import (
+    BULK,
+    EPISODE_COLUMNS,
+    EPISODE_GROUP,
+    ROW_GROUPS,
+    SCHEMA_VERSION,
+    STATE_GROUP,
+    schema_problem,
+)
 from interp.device import resolve_device
 from interp.envs.base import NOOP
 from interp.errors import InterpError
@@ -39,10 +47,8 @@ from interp.rollout import check_agent_env, sample_actions
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
 RECURRENT_LAYERS = ("gru.gru",)  # added to the defaults for a recurrent agent
 COMPRESSIONS = ("gzip", "lzf", "none")
-BULK = ("steps/obs",)  # besides activations, compressed only as --compression says
 CHUNK_BYTES = 1 << 20  # target HDF5 chunk size along the step axis
 FLUSH_STEPS = 256  # flush at least every this many vectorized steps
-STATE_GROUP = "resume"
 
 
 class RecordError(InterpError, RuntimeError):
@@ -210,7 +216,7 @@ class _Writer:
         start = batch["resume"]["episodes"] - len(eps)
         for col, dtype in EPISODE_COLUMNS.items():
             values = np.array([e[col] for e in eps], dtype=dtype)
-            ds = self.f.require_dataset(f"episodes/{col}", shape=(0,), maxshape=(None,),
+            ds = self.f.require_dataset(f"{EPISODE_GROUP}/{col}", shape=(0,), maxshape=(None,),
                                         dtype=dtype, chunks=(4096,), exact=True)
             ds.resize(start + len(values), axis=0)
             ds[start:] = values
@@ -240,10 +246,6 @@ def write_resume_point(f: h5py.File, meta: dict, states: list[bytes],
     g.attrs["loop"] = _json({k: v for k, v in meta.items() if k not in ("rows", "episodes")})
     f.attrs["num_rows"] = meta["rows"]
     f.attrs["num_episodes"] = meta["episodes"]
-
-
-EPISODE_COLUMNS = {"id": np.int64, "env": np.int32, "index": np.int32, "level_seed": np.int64,
-                   "length": np.int32, "return": np.float32, "level_complete": np.bool_}
 
 
 # -- the recording loop ---------------------------------------------------------------------------
@@ -278,7 +280,7 @@ class _Loop:
         self.done, self.step = np.array(loop["done"]), np.array(loop["step"])
         self.ret, self.touched = np.array(loop["ret"]), np.array(loop["touched"], bool)
         self.rows, self.episodes = int(f.attrs["num_rows"]), int(f.attrs["num_episodes"])
-        self.returns = list(f["episodes/return"][:self.episodes]) if self.episodes else []
+        self.returns = list(f[f"{EPISODE_GROUP}/return"][:self.episodes]) if self.episodes else []
         raw = g["env_states"][...]
         states = [bytes(raw[i, :s]) for i, s in enumerate(g.attrs["state_sizes"])]
         self.env.set_all_states(states)
@@ -547,10 +549,10 @@ def _now() -> str:
 
 def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, model, checkpoint,
             command: str, version: str) -> h5py.File:
-    from interp.envs import get_variant
     from interp.envs.labels import LABEL_DOCS, label_keys
     from interp.hooks import run_with_cache
 
+    game = spec.get_variant().game
     with torch.inference_mode():
         x = torch.zeros(1, model.config.in_channels, 64, 64, device=next(model.parameters()).device)
         _, _, cache = run_with_cache(model, x, list(cfg.layers))
@@ -560,9 +562,9 @@ def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, mod
         "schema_version": SCHEMA_VERSION, "status": "incomplete", "created": _now(),
         "code_version": version, "commands": _json([command] if command else []),
         "agent_checkpoint": str(checkpoint), "agent_sha256": digest,
-        "agent_manifest": _json(manifest), "env_spec": _json(spec.to_dict()),
+        "agent_manifest": _json(manifest), "env_spec": _json(spec.to_dict()), "game": game,
         "layers": _json({n: list(cache[n].shape[1:]) for n in cfg.layers}),
-        "label_docs": _json({k: LABEL_DOCS[k] for k in label_keys(get_variant(spec.variant).game)}),
+        "label_docs": _json({k: LABEL_DOCS[k] for k in label_keys(game)}),
         "num_rows": 0, "num_episodes": 0,
     })
     return f
@@ -583,8 +585,9 @@ def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mo
         if not f.attrs and not len(f):
             raise RecordError(f"{out} holds nothing (a recording stopped before its header was "
                               "written); start it again with --overwrite")
-        if f.attrs.get("schema_version") != SCHEMA_VERSION:
-            raise RecordError(f"{out} is not an interp recording of schema {SCHEMA_VERSION}")
+        problem = schema_problem(f.attrs)
+        if problem:
+            raise RecordError(f"{out} {problem}")
         status = f.attrs["status"]
         if mode == "resume" and status == "complete":
             raise RecordError(f"{out} is already complete; use --append --episodes N to add more")
@@ -619,8 +622,7 @@ def _reopen(out: Path, mode: str, digest: str, given: dict, env, distribution_mo
 
 def _truncate(f: h5py.File, rows: int, episodes: int) -> None:
     """Drop rows written after the last resume point (a run killed mid-flush)."""
-    for group, n in (("steps", rows), ("labels", rows), ("activations", rows),
-                     ("episodes", episodes)):
+    for group, n in [(g, rows) for g in ROW_GROUPS] + [(EPISODE_GROUP, episodes)]:
         if group in f:
             f[group].visititems(lambda _, ds: ds.resize(n, axis=0)
                                 if isinstance(ds, h5py.Dataset) and len(ds) > n else None)

@@ -79,7 +79,7 @@ class _FileRecording:
         self.num_steps = int(rec.num_steps)
         self.has_obs = "steps/obs" in rec.file
         self.model_config = (rec.agent_manifest or {}).get("model_config")
-        self.game = _game(rec.env_spec.get("variant"))
+        self.game = rec.game
         self.label_names = list(rec.labels)
         self.has_steps = True
 
@@ -99,15 +99,6 @@ class _FileRecording:
 
     def close(self) -> None:
         self.rec.close()
-
-
-def _game(variant: str | None) -> str | None:
-    from interp.envs import EnvConfigError, get_variant
-
-    try:
-        return get_variant(variant).game if variant else None
-    except EnvConfigError:
-        return None
 
 
 def as_recording(recording: Any) -> ArrayRecording | _FileRecording:

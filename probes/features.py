@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from configs import CONFIG_DIR
 from interp.errors import InterpError
 
-CATALOGUE = Path(__file__).resolve().parents[1] / "configs" / "features.yaml"
+CATALOGUE = CONFIG_DIR / "features.yaml"
 KINDS = ("classification", "regression")
 
 

@@ -40,6 +40,17 @@ def test_metadata(rec, path):
                                "level_complete")
     assert rec[LAYER].shape == (rec.num_steps, 32, 8, 8)  # lazy h5py dataset
     assert "4 episodes of coinrun" in repr(rec)
+    assert rec.game == "coinrun"
+
+
+def test_the_game_of_a_file_written_before_it_was_stored(path, tmp_path):
+    old = tmp_path / "old.h5"
+    old.write_bytes(path.read_bytes())
+    with h5py.File(old, "r+") as f:
+        del f.attrs["game"]
+        f.attrs["env_spec"] = '{"variant": "maze-cheese-top-right"}'
+    with activations.open(old) as r:
+        assert r.game == "maze"
 
 
 def test_select_matches_numpy_filtering(rec):

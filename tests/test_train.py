@@ -42,6 +42,33 @@ def _rows(run_dir: Path) -> list[dict]:
 
 # ---- config ------------------------------------------------------------------------------
 
+@pytest.mark.slow
+def test_an_installed_copy_finds_the_shipped_configs(tmp_path):
+    """A non-editable install carries configs/ as package data: the preset and catalogue
+    loaders find them inside the installed copy (not in a source tree)."""
+    import shutil
+
+    root, src, site = Path(__file__).resolve().parents[1], tmp_path / "src", tmp_path / "site"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "cli.py"):
+        shutil.copy(root / name, src / name)
+    for name in ("interp", "probes", "activations", "configs"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(site), str(src)],
+                   check=True, capture_output=True)
+    code = ("from interp.train.config import load_config, resolve_config_path\n"
+            "from probes.features import CATALOGUE, load_catalogue\n"
+            "print(resolve_config_path('easy')); print(CATALOGUE)\n"
+            "assert load_config(resolve_config_path('easy')).ppo.num_envs == 64 and load_catalogue()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(site)})
+    assert r.returncode == 0, r.stderr
+    preset, catalogue = r.stdout.split()
+    assert preset == str(site / "configs" / "train" / "easy.yaml")
+    assert catalogue == str(site / "configs" / "features.yaml")
+
+
 def test_presets_load_with_paper_settings():
     names = {p.stem for p in PRESET_DIR.glob("*.yaml")}
     assert {"easy", "hard-500", "coinrun-easy", "maze-top-right-easy",

@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
+from configs import CONFIG_DIR
 from interp.errors import InterpError
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
+PRESET_DIR = CONFIG_DIR / "train"
 # Keys that may change between the chunks of one run without changing its results' meaning.
 RUNTIME_KEYS = frozenset({"run.device", "run.compile", "run.env_threads", "run.log_every"})
 
