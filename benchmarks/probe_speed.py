@@ -25,7 +25,7 @@ import torch
 
 import activations
 from interp.envs.labels import LABEL_DOCS
-from interp.hooks import resolve_names, run_with_cache
+from interp import hooks
 from interp.models import ImpalaAgent, ModelConfig
 from interp.record import DEFAULT_LAYERS
 from probes import run_probe
@@ -36,9 +36,7 @@ LABELS = ("level_seed", "goal_present", "goal_visible", "goal_dx")
 
 def layer_shapes() -> dict[str, tuple[int, ...]]:
     model = ImpalaAgent(ModelConfig())
-    names = resolve_names(model, DEFAULT_LAYERS)
-    _, _, cache = run_with_cache(model, torch.zeros(1, 3, 64, 64), names)
-    return {n: tuple(cache[n].shape[1:]) for n in names}
+    return hooks.layer_shapes(model, DEFAULT_LAYERS)
 
 
 def write_fixture(path: Path, rows: int, block: int = 1000) -> None:

@@ -42,8 +42,7 @@ def main() -> None:
     model = load_agent(args.agent).model
     spec = EnvSpec(args.env)
     vector = np.random.default_rng(0).standard_normal(
-        tuple(hooks.run_with_cache(model, torch.zeros(1, 3, 64, 64), args.layer)[2][
-            args.layer].shape[1:])).astype(np.float32)
+        hooks.layer_shapes(model, args.layer)[args.layer]).astype(np.float32)
     run = dict(episodes=args.episodes, num_envs=args.num_envs, max_steps=args.max_steps)
     run_episodes(model, spec, **{**run, "max_steps": 5})  # warm-up: imports, allocator
 

@@ -47,7 +47,7 @@ from interp.rollout import (
 from interp.stats import bootstrap_mean, rate, resampled_means
 from interp.tables import write_csv
 
-INPUT = "input"  # pseudo-layer: the preprocessed observation, channels R, G, B
+INPUT = "input"  # the preprocessed observation, channels R, G, B
 COLOURS = "RGB"
 MODES = ("zero", "mean", "resample")
 OUTPUT_METRICS = ("kl", "dvalue")  # KL(policy || ablated policy), |value - ablated value|
@@ -60,22 +60,17 @@ class AblationError(InterpError, ValueError):
 
 # -- layers and statistics ---------------------------------------------------------------------
 def layer_shape(model: nn.Module, layer: str) -> tuple[int, ...]:
-    """Shape of one activation of ``layer`` (an exact hook name or ``"input"``), e.g.
+    """Shape of one activation of ``layer`` (an exact hook name, e.g. ``"input"``), e.g.
     (C, H, W) for a conv map."""
-    if layer == INPUT:
-        return (model.config.in_channels, 64, 64)
     names = hooks.resolve_names(model, layer)  # raises UnknownLayerError listing valid names
     if len(names) != 1 or names[0] != layer:
         raise AblationError(f"give one exact layer name, not a pattern ({layer!r} matches "
                             f"{', '.join(names)})")
-    with torch.no_grad():
-        _, _, cache = hooks.run_with_cache(model, torch.zeros(1, model.config.in_channels, 64, 64,
-                                                              device=_device(model)), layer)
-    return tuple(cache[layer].shape[1:])
+    return hooks.layer_shapes(model, layer)[layer]
 
 
 def layer_channels(model: nn.Module, layer: str) -> int:
-    """Number of channels (dim 1) of ``layer`` (an exact hook name or ``"input"``)."""
+    """Number of channels (dim 1) of ``layer`` (an exact hook name, e.g. ``"input"``)."""
     return layer_shape(model, layer)[0]
 
 
@@ -85,9 +80,7 @@ def _device(model: nn.Module) -> torch.device:
 
 def _activations(model: nn.Module, layer: str, x: torch.Tensor,
                  hx: torch.Tensor | None = None) -> torch.Tensor:
-    if layer == INPUT:
-        return x
-    return hooks.run_with_cache(model, x, layer, hx=hx)[2][layer]
+    return hooks.run_with_cache(model, x, layer, hx=hx)[1][layer]
 
 
 @dataclass
@@ -157,12 +150,10 @@ def _patched_fn(mode: str, stats: ActivationStats | None):
 
 def patched_step(model: nn.Module, layer: str, x: torch.Tensor, patch: hooks.HookFn | None,
                  hx: torch.Tensor | None = None):
-    """``model.step(x, hx) -> (logits, value, new hx)`` with ``patch`` on ``layer``
-    (``"input"``: on the observation itself); a recurrent agent carries the patched memory on."""
+    """``model.step(x, hx) -> (logits, value, new hx)`` with ``patch`` on ``layer`` (``"input"``:
+    the observation); a recurrent agent carries the patched memory on."""
     if patch is None:
         return model.step(x, hx)
-    if layer == INPUT:
-        return model.step(patch(x, INPUT), hx)
     with hooks.patch(model, {layer: patch}):
         return model.step(x, hx)
 

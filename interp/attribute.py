@@ -101,11 +101,9 @@ def check_method(model: nn.Module, method: str, layer: str | None, baseline) -> 
         hooks.resolve_names(model, layer)
         if layer not in hooks.hook_names(model):
             raise AttributionError(f"give one exact layer name, not a pattern: {layer!r}")
-        with torch.no_grad():
-            x = torch.zeros(1, 3, FRAME, FRAME, device=next(model.parameters()).device)
-            _, _, cache = hooks.run_with_cache(model, x, layer)
-        if cache[layer].ndim != 4:
-            raise AttributionError(f"layer {layer!r} has shape {tuple(cache[layer].shape[1:])}, "
+        shape = hooks.layer_shapes(model, layer)[layer]
+        if len(shape) != 3:
+            raise AttributionError(f"layer {layer!r} has shape {shape}, "
                                    "no spatial map; pick a conv/relu/pool/resadd layer")
     elif layer is not None:
         raise AttributionError(f"{method} attributes to pixels and takes no layer; layer "

@@ -1,13 +1,14 @@
 """Caching and patching activations by dotted module name (TransformerLens / circrl style).
 
-Names are those of :func:`hook_names` (leaf modules, e.g. ``embedder.block2.res1.resadd``,
-``fc_policy``, ``fc_value``; a recurrent agent adds ``gru.state_in``, the hidden state carried
-in, and ``gru.gru``, the new one); every function also accepts fnmatch globs (``"*.resadd"``).
+Names are those of :func:`hook_names` (leaf modules: ``input``, the observation,
+``embedder.block2.res1.resadd``, ``fc_policy``, ``fc_value``...; a recurrent agent adds
+``gru.state_in``, the hidden state carried in, and ``gru.gru``, the new one); every function also
+accepts fnmatch globs (``"*.resadd"``).
 A recurrent agent's forward functions take its hidden state as ``hx=`` (None: zeros).
 A hook or patch function has the signature ``fn(output, name) -> new_output | None``.
 Hooks are always removed on exit, also when the forward pass raises.
 
-    logits, value, cache = run_with_cache(model, x, ["embedder.block2.*"])
+    (logits, value), cache = run_with_cache(model, x, ["embedder.block2.*"])
     with patch(model, {"embedder.block2.res1.resadd": zero(channels=[55, 77])}):
         logits, value = model(x)
 
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
+from interp.models.impala import OBS_SIZE
 
 HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
 Channels = int | Sequence[int] | torch.Tensor | None
@@ -125,9 +127,9 @@ def run_with_hooks(model: nn.Module, x: torch.Tensor,
 
 def run_with_cache(model: nn.Module, x: torch.Tensor, names: str | Iterable[str] | None = None,
                    *, detach: bool = True, to_cpu: bool = False,
-                   hx: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, ActivationCache]:
-    """Forward pass returning ``(logits, value, cache)``; ``names`` defaults to all layers.
+                   hx: torch.Tensor | None = None) -> tuple[Any, ActivationCache]:
+    """Forward pass returning ``(output, cache)`` (output: the model's, e.g. ``(logits,
+    value)``); ``names`` defaults to all layers.
 
     Patches active around the call are seen by the cache (it records what flows downstream).
     Use ``detach=False`` to keep cached tensors in the autograd graph.
@@ -142,8 +144,18 @@ def run_with_cache(model: nn.Module, x: torch.Tensor, names: str | Iterable[str]
 
     selected = hook_names(model) if names is None else resolve_names(model, names)
     with use_hooks(model, [(n, record) for n in selected]):
-        logits, value = forward(model, x, hx)
-    return logits, value, cache
+        output = forward(model, x, hx)
+    return output, cache
+
+
+@torch.no_grad()
+def layer_shapes(model: nn.Module, names: str | Iterable[str] | None = None
+                 ) -> dict[str, tuple[int, ...]]:
+    """``{name: per-sample output shape}`` of the layers ``names`` (default: all), from one
+    forward pass of a blank observation."""
+    x = torch.zeros(1, model.config.in_channels, OBS_SIZE, OBS_SIZE,
+                    device=next(model.parameters()).device)
+    return {n: tuple(t.shape[1:]) for n, t in run_with_cache(model, x, names)[1].items()}
 
 
 # --- patch factories: each returns fn(output, name) -> patched output -------------------------

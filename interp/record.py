@@ -550,12 +550,10 @@ def _now() -> str:
 def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, model, checkpoint,
             command: str, version: str) -> h5py.File:
     from interp.envs.labels import LABEL_DOCS, label_keys
-    from interp.hooks import run_with_cache
+    from interp.hooks import layer_shapes
 
     game = spec.get_variant().game
-    with torch.inference_mode():
-        x = torch.zeros(1, model.config.in_channels, 64, 64, device=next(model.parameters()).device)
-        _, _, cache = run_with_cache(model, x, list(cfg.layers))
+    shapes = layer_shapes(model, list(cfg.layers))
     out.parent.mkdir(parents=True, exist_ok=True)
     f = h5py.File(out, "w")
     f.attrs.update({
@@ -563,7 +561,7 @@ def _create(out: Path, cfg: RecordConfig, manifest: dict, digest: str, spec, mod
         "code_version": version, "commands": _json([command] if command else []),
         "agent_checkpoint": str(checkpoint), "agent_sha256": digest,
         "agent_manifest": _json(manifest), "env_spec": _json(spec.to_dict()), "game": game,
-        "layers": _json({n: list(cache[n].shape[1:]) for n in cfg.layers}),
+        "layers": _json({n: list(shapes[n]) for n in cfg.layers}),
         "label_docs": _json({k: LABEL_DOCS[k] for k in label_keys(game)}),
         "num_rows": 0, "num_episodes": 0,
     })

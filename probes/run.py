@@ -229,7 +229,7 @@ def _random_agent(config: dict, shapes: dict[str, tuple], seed: int) -> Callable
     recording order), zeroed at step 0 of an episode; a feed-forward one ignores env and step."""
     import torch
 
-    from interp.hooks import UnknownLayerError, run_with_cache
+    from interp.hooks import UnknownLayerError, layer_shapes, run_with_cache
     from interp.models import ImpalaAgent, ModelConfig, preprocess
 
     with torch.random.fork_rng(devices=[]):
@@ -242,21 +242,19 @@ def _random_agent(config: dict, shapes: dict[str, tuple], seed: int) -> Callable
                 step: np.ndarray | None = None) -> dict[str, np.ndarray]:
         x = preprocess(obs)
         if not model.config.recurrent:
-            return {k: v.numpy() for k, v in run_with_cache(model, x, names)[2].items()}
+            return {k: v.numpy() for k, v in run_with_cache(model, x, names)[1].items()}
         zero = torch.zeros(model.config.gru_hidden)
         parts = []  # one part per run of rows with increasing env ids: one vectorized step
         for rows in np.split(np.arange(len(x)), np.flatnonzero(np.diff(env) <= 0) + 1):
             hx = torch.stack([zero if step[r] == 0 else memory.get(env[r], zero) for r in rows])
-            cache = run_with_cache(model, x[rows], [*names, "gru.gru"], hx=hx)[2]
+            cache = run_with_cache(model, x[rows], [*names, "gru.gru"], hx=hx)[1]
             memory.update(zip(env[rows].tolist(), cache["gru.gru"]))
             parts.append(cache)
         return {k: torch.cat([c[k] for c in parts]).numpy() for k in names}
     forward.recurrent = model.config.recurrent
 
     try:
-        got = {k: v.shape[1:] for k, v in forward(np.zeros((1, 64, 64, 3), np.uint8),
-                                                  np.zeros(1, int), np.zeros(1, int)).items()}
-        memory.clear()
+        got = layer_shapes(model, names)
     except UnknownLayerError as e:
         raise ProbeError(f"the random-agent control cannot hook a recorded layer: {e}") from None
     if got != shapes:

@@ -38,9 +38,9 @@ def test_zero_ablation_touches_only_its_channel_and_downstream(model):
     mask[0, 5] = True  # row 0: channel 5 ablated; row 1: nothing
     names = hooks.hook_names(model)
     with torch.no_grad():
-        _, _, clean = hooks.run_with_cache(model, x)
+        _, clean = hooks.run_with_cache(model, x)
         with hooks.patch(model, {LAYER: hooks.zero(mask)}):
-            _, _, ablated = hooks.run_with_cache(model, x)
+            _, ablated = hooks.run_with_cache(model, x)
     at = names.index(LAYER)
     for name in names[:at]:
         assert torch.equal(clean[name], ablated[name]), name

@@ -212,7 +212,7 @@ def test_gru_is_hookable_patchable_recordable(recurrent):
     hx = torch.rand(len(X), 64)
     with torch.no_grad():
         logits, value, new = model.step(X, hx)
-        _, _, cache = run_with_cache(model, X, "gru.*", hx=hx)
+        _, cache = run_with_cache(model, X, "gru.*", hx=hx)
         assert torch.equal(cache["gru.state_in"], hx) and torch.equal(cache["gru.gru"], new)
         with patch(model, {"gru.state_in": zero()}):  # memory ablated: as at an episode start
             torch.testing.assert_close(model(X, hx)[0], model(X)[0])

@@ -232,8 +232,8 @@ def test_patch_spec_round_trip_and_checks(tmp_path):
     assert back.patches[1:] == spec.patches[1:] and back.source == {"method": "test"}
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad(), back.apply(model):
-        _, _, cache = hooks.run_with_cache(model, x, ["embedder.block2.res1.resadd",
-                                                      "embedder.block3.conv"])
+        _, cache = hooks.run_with_cache(model, x, ["embedder.block2.res1.resadd",
+                                                   "embedder.block3.conv"])
     assert (cache["embedder.block2.res1.resadd"][:, [3, 5], 2, 7] == 4).all()
     assert (cache["embedder.block3.conv"][:, 0] == 0).all()
     (tmp_path / "p.0.npy").write_bytes((tmp_path / "p.0.npy").read_bytes()[:-4] + b"\0\0\0\1")

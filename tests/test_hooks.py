@@ -20,7 +20,7 @@ from interp.hooks import (
 from interp.models import ImpalaAgent
 
 _RES = ["relu1", "conv1", "relu2", "conv2", "resadd"]
-WIDTH1_HOOK_NAMES = [
+WIDTH1_HOOK_NAMES = ["input"] + [
     name
     for b in (1, 2, 3)
     for name in [f"embedder.block{b}.conv", f"embedder.block{b}.maxpool"]
@@ -28,7 +28,7 @@ WIDTH1_HOOK_NAMES = [
 ] + ["embedder.relu3", "embedder.flatten", "embedder.fc", "embedder.relufc", "fc_policy",
      "fc_value"]
 
-SHAPES = {"embedder.block1.conv": (16, 64, 64), "embedder.block1.maxpool": (16, 32, 32),
+SHAPES = {"input": (3, 64, 64), "embedder.block1.conv": (16, 64, 64), "embedder.block1.maxpool": (16, 32, 32),
           "embedder.block2.res1.resadd": (32, 16, 16), "embedder.block3.res2.conv2": (32, 8, 8),
           "embedder.flatten": (2048,), "embedder.relufc": (256,), "fc_policy": (15,),
           "fc_value": (1,)}
@@ -48,7 +48,7 @@ def x():
 
 def test_hook_names_snapshot(model):
     assert hook_names(model) == WIDTH1_HOOK_NAMES
-    assert len(WIDTH1_HOOK_NAMES) == 42
+    assert len(WIDTH1_HOOK_NAMES) == 43
     assert hook_names(ImpalaAgent(width=2)) == WIDTH1_HOOK_NAMES
 
 
@@ -78,7 +78,7 @@ def test_unknown_layer_lists_names(model):
 def test_run_with_cache_matches_forward(model, x):
     with torch.no_grad():
         logits, value = model(x)
-        c_logits, c_value, cache = run_with_cache(model, x)
+        (c_logits, c_value), cache = run_with_cache(model, x)
     assert c_logits.equal(logits) and c_value.equal(value)
     assert list(cache.keys()) == WIDTH1_HOOK_NAMES
     for name, shape in SHAPES.items():
@@ -86,26 +86,44 @@ def test_run_with_cache_matches_forward(model, x):
     assert cache["fc_policy"].equal(logits) and cache["fc_value"].squeeze(-1).equal(value)
     assert not cache["embedder.fc"].requires_grad
     with pytest.raises(KeyError, match="cached layers"):
-        run_with_cache(model, x, "fc_*")[2]["embedder.fc"]
+        run_with_cache(model, x, "fc_*")[1]["embedder.fc"]
+
+
+def test_layer_shapes_of_one_blank_forward_pass(model):
+    assert hooks.layer_shapes(model, list(SHAPES)) == SHAPES
+    assert list(hooks.layer_shapes(model)) == WIDTH1_HOOK_NAMES
+
+
+def test_the_input_is_a_layer_without_parameters(model, x):
+    """Patching ``input`` equals feeding the patched observation; it adds no parameter, so
+    state dicts of train-procgen-pytorch (and ours from before it) load unchanged."""
+    assert not any(k.startswith("input") for k in model.state_dict())
+    blank_red = x.clone()
+    blank_red[:, 0] = 0
+    with torch.no_grad(), patch(model, {"input": zero(channels=[0])}):
+        (logits, value), cache = run_with_cache(model, x, "input")
+    want_logits, want_value = model(blank_red)
+    assert cache["input"].equal(blank_red)
+    assert logits.equal(want_logits) and value.equal(want_value)
 
 
 def test_run_with_cache_options(model, x):
-    _, _, cache = run_with_cache(model, x, ["*.resadd"], detach=False, to_cpu=True)
+    _, cache = run_with_cache(model, x, ["*.resadd"], detach=False, to_cpu=True)
     assert len(cache) == 6 and cache["embedder.block3.res2.resadd"].requires_grad
 
 
 def test_zero_changes_exactly_one_channel(model, x):
     c = 5
     with torch.no_grad():
-        _, _, clean = run_with_cache(model, x, LAYER)
+        _, clean = run_with_cache(model, x, LAYER)
         with patch(model, {LAYER: zero(channels=[c])}):
-            _, _, patched = run_with_cache(model, x, [LAYER, "embedder.block2.res1.conv2"])
+            _, patched = run_with_cache(model, x, [LAYER, "embedder.block2.res1.conv2"])
     a, b = clean[LAYER], patched[LAYER]
     assert b[:, c].abs().sum() == 0 and a[:, c].abs().sum() > 0
     others = [i for i in range(a.shape[1]) if i != c]
     assert b[:, others].equal(a[:, others])
     assert not patched["embedder.block2.res1.conv2"].equal(
-        run_with_cache(model, x, "embedder.block2.res1.conv2")[2]["embedder.block2.res1.conv2"])
+        run_with_cache(model, x, "embedder.block2.res1.conv2")[1]["embedder.block2.res1.conv2"])
 
 
 def test_patch_removed_after_exception(model, x):
@@ -133,11 +151,11 @@ def test_patch_with_autograd(model, x):
 
 def test_mean_replace_add_resample(model, x):
     with torch.no_grad():
-        act = run_with_cache(model, x, LAYER)[2][LAYER]  # (3, 32, 16, 16)
+        act = run_with_cache(model, x, LAYER)[1][LAYER]  # (3, 32, 16, 16)
 
         def patched(fn):
             with patch(model, {LAYER: fn}):
-                return run_with_cache(model, x, LAYER)[2][LAYER]
+                return run_with_cache(model, x, LAYER)[1][LAYER]
 
         per_channel = act.mean(dim=(0, 2, 3))  # (32,)
         out = patched(mean(per_channel, channels=[2]))

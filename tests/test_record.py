@@ -102,7 +102,7 @@ def test_activations_equal_direct_forward_pass(full, agent):
         rows = np.arange(0, len(f["steps/obs"]), 7)
         obs = f["steps/obs"][rows]
         with torch.inference_mode():
-            logits, value, cache = run_with_cache(model, preprocess(obs))
+            (logits, value), cache = run_with_cache(model, preprocess(obs))
         for name in json.loads(f.attrs["layers"]):
             np.testing.assert_allclose(f[f"activations/{name}"][rows], cache[name].numpy(),
                                        atol=1e-4, rtol=1e-4, err_msg=name)
@@ -283,7 +283,7 @@ def test_ctrl_c_at_any_point_leaves_no_stub(full, agent, tmp_path, monkeypatch, 
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
-    target = {"layer shapes": (hooks, "run_with_cache"), "header": (rec_mod, "_now"),
+    target = {"layer shapes": (hooks, "layer_shapes"), "header": (rec_mod, "_now"),
               "first step": (rec_mod._Loop, "run")}[where]
     monkeypatch.setattr(*target, ctrl_c)
     out = tmp_path / "x.h5"

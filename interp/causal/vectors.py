@@ -103,7 +103,7 @@ def activations(model: nn.Module, layer: str, obs: np.ndarray,
     device = device or next(model.parameters()).device
     return torch.cat([hooks.run_with_cache(
         model, preprocess(obs[i:i + batch], device), layer,
-        hx=None if hx is None else hx[i:i + batch].to(device))[2][layer].cpu()
+        hx=None if hx is None else hx[i:i + batch].to(device))[1][layer].cpu()
         for i in range(0, len(obs), batch)])
 
 

@@ -164,7 +164,9 @@ class ImpalaAgent(nn.Module):
     Init follows train-procgen-pytorch: embedder xavier-uniform (gain 1), fc_policy orthogonal
     (gain 0.01), fc_value orthogonal (gain 1), zero biases; the GRU keeps torch's init.
     A recurrent agent (``gru_hidden > 0``) also takes the hidden state: ``forward(x, hx)``,
-    and :meth:`step` returns the new one.
+    and :meth:`step` returns the new one. ``input`` is an identity on the observation, so that
+    it is hooked, cached and patched like every layer (no parameters: state dicts of
+    train-procgen-pytorch load unchanged).
     """
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any):
@@ -173,6 +175,7 @@ class ImpalaAgent(nn.Module):
             raise TypeError("pass either a ModelConfig or keyword fields, not both")
         self.config = config if config is not None else ModelConfig(**kwargs)
         cfg = self.config
+        self.input = nn.Identity()
         self.embedder = ImpalaEmbedder(cfg)
         self.gru = Recurrent(cfg.hidden, cfg.gru_hidden) if cfg.recurrent else None
         heads_in = cfg.gru_hidden if cfg.recurrent else cfg.hidden
@@ -193,7 +196,7 @@ class ImpalaAgent(nn.Module):
     def step(self, x: torch.Tensor, hx: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`forward` that also returns the new hidden state (None if feed-forward)."""
-        h = self.embedder(x)
+        h = self.embedder(self.input(x))
         if self.gru is not None:
             h = self.gru(h, h.new_zeros(len(h), self.config.gru_hidden) if hx is None else hx)
         elif hx is not None:
