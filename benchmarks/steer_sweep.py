@@ -22,8 +22,7 @@ from interp.causal.steer import steer
 from interp.causal.vectors import random_like
 from interp.checkpoint import load_agent
 from interp.envs import EnvSpec
-from interp.experiments.common import StepTrace
-from interp.rollout import run_episodes
+from interp.rollout import StepTrace, run_episodes
 
 
 def main() -> None:

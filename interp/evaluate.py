@@ -19,8 +19,7 @@ from torch import nn
 
 from interp.envs import EnvSpec, get_variant
 from interp.envs.coinrun import invisible_coin
-from interp.experiments.common import StepTrace, episode_outcomes, split_episodes
-from interp.rollout import Episodes, run_episodes
+from interp.rollout import Episodes, StepTrace, episode_outcomes, run_episodes, split_episodes
 from interp.stats import bootstrap_mean, rate, wilson
 from interp.tables import fmt, md_table
 

@@ -1,16 +1,11 @@
 """Figures of the training curves and the ablation and attribution reports (matplotlib, Agg
-backend, PNG files)."""
+backend, PNG files); ``result``: an :class:`~interp.ablate.AblationResult` or
+:class:`~interp.attribute.AttributionResult`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    from interp.ablate import AblationResult
-    from interp.attribute import AttributionResult
 
 ACTION_NAMES = ("left-down", "left", "left-up", "down", "noop", "up", "right-down", "right",
                 "right-up", "D", "A", "W", "S", "Q", "E")
@@ -44,7 +39,7 @@ def _hbars(ax, labels, mean, lo, hi, title, colour):
     ax.set_title(title, fontsize=10)
 
 
-def ablation_effects(result: AblationResult, rows: list[dict], rank_by: str, path: Path) -> Path:
+def ablation_effects(result, rows: list[dict], rank_by: str, path: Path) -> Path:
     """Ranked effect bars with 95% intervals: the ranking metric, KL and |Δvalue|."""
     plt = pyplot()
     labels = [r["condition"] for r in rows]
@@ -66,7 +61,7 @@ def ablation_effects(result: AblationResult, rows: list[dict], rank_by: str, pat
     return save_figure(fig, path)
 
 
-def ablation_behaviour(result: AblationResult, order: list[int], path: Path) -> Path:
+def ablation_behaviour(result, order: list[int], path: Path) -> Path:
     """Behaviour rates (success, reached end, distractor) per condition, one panel per metric;
     the dashed line is the baseline's rate."""
     plt = pyplot()
@@ -88,7 +83,7 @@ def ablation_behaviour(result: AblationResult, order: list[int], path: Path) -> 
     return save_figure(fig, path)
 
 
-def attribution_grid(result: AttributionResult, indices: list[int], path: Path) -> Path:
+def attribution_grid(result, indices: list[int], path: Path) -> Path:
     """Rows of frames; columns: the frame, then one Fig. 9 style overlay per target."""
     plt = pyplot()
     cols = 1 + len(result.targets)

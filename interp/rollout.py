@@ -12,7 +12,9 @@ episodes (never "the first N to end", which over-samples short episodes), and ac
 inverse-CDF draws keyed by ``(seed, env, episode, step)`` (:func:`sample_actions`):
 episode ``k`` of env ``i`` meets the same random numbers in every group (common random numbers).
 ``on_step`` sees every step before it is taken (frames, values, actions, labels): per-step traces
-such as the critic's value along an episode come from it, not from another episode loop.
+such as the critic's value along an episode come from it (:class:`StepTrace`, grouped per
+episode by :func:`split_episodes`), not from another episode loop; :func:`episode_outcomes`
+flattens one group's per-episode metrics.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ GOAL_REWARD = 10.0  # reward of the goal (coin, cheese, gem) in the games used h
 # policy(x, rows, hx) -> (logits, value, new hx); hx is None for a feed-forward agent
 Policy = Callable[[torch.Tensor, "np.ndarray | None", "torch.Tensor | None"],
                   tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
+
+
+class RolloutError(InterpError, ValueError):
+    """A rollout that cannot give what was asked (e.g. no steps were run)."""
 
 
 class IncompatibleAgentError(InterpError, ValueError):
@@ -449,3 +455,72 @@ def sample_frames(model: nn.Module, env: str | EnvSpec, n: int, *, num_envs: int
     lab = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
     return Frames(np.asarray(o, np.uint8), np.asarray(a, int), np.asarray(e, int),
                   np.asarray(k, int), lab, hx=None if h[0] is None else torch.stack(h))
+
+
+# -- per-step traces and per-episode outcomes ---------------------------------------------------
+class StepTrace:
+    """``on_step`` collector for :func:`run_episodes`: per step, the row's
+    group / env / episode / step, the critic's ``value``, the ``action`` and the label ``keys``.
+    ``keep_obs(step) -> bool mask`` picks rows whose frames are kept too (``obs``, ``obs_at``)."""
+
+    def __init__(self, keys: Sequence[str] = (),
+                 keep_obs: Callable[[Step], np.ndarray] | None = None,
+                 also: Callable[[Step], dict[str, np.ndarray]] | None = None):
+        """``also(step) -> {name: (n,) array}`` adds computed per-step columns."""
+        self.keys, self.keep_obs, self.also = tuple(keys), keep_obs, also
+        self._parts: list[dict[str, np.ndarray]] = []
+        self._obs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __call__(self, step: Step) -> None:
+        part = {"group": step.group, "env": step.env, "episode": step.episode,
+                "step": step.step, "value": step.value, "action": step.actions}
+        part.update({k: step.labels[k] for k in self.keys})
+        if self.also is not None:
+            part.update(self.also(step))
+        self._parts.append(part)
+        if self.keep_obs is not None:
+            keep = np.asarray(self.keep_obs(step), bool)
+            if keep.any():
+                ids = np.stack([step.group, step.env, step.episode, step.step], 1)[keep]
+                self._obs.append((ids, step.obs[keep]))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every column concatenated over steps, sorted by (group, env, episode, step)."""
+        if not self._parts:
+            raise RolloutError("no steps were run: raise --episodes (or max_steps)")
+        cols = {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
+        order = np.lexsort((cols["step"], cols["episode"], cols["env"], cols["group"]))
+        return {k: v[order] for k, v in cols.items()}
+
+    def obs_of(self, group: int, env: int, episode: int) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, frames) kept for one episode, in step order."""
+        steps, frames = [], []
+        for ids, obs in self._obs:
+            sel = (ids[:, 0] == group) & (ids[:, 1] == env) & (ids[:, 2] == episode)
+            steps.append(ids[sel, 3])
+            frames.append(obs[sel])
+        if not steps:
+            return np.zeros(0, int), np.zeros((0, 64, 64, 3), np.uint8)
+        steps, frames = np.concatenate(steps), np.concatenate(frames)
+        order = np.argsort(steps)
+        return steps[order], frames[order]
+
+
+def split_episodes(cols: dict[str, np.ndarray]) -> list[tuple[tuple[int, int, int], dict]]:
+    """[((group, env, episode), {column: per-step array}), ...] from :meth:`StepTrace.arrays`."""
+    key = np.stack([cols["group"], cols["env"], cols["episode"]], 1)
+    starts = np.flatnonzero(np.r_[True, (np.diff(key, axis=0) != 0).any(1)])
+    ends = np.r_[starts[1:], len(key)]
+    return [(tuple(int(v) for v in key[s]), {k: v[s:e] for k, v in cols.items()})
+            for s, e in zip(starts, ends)]
+
+
+def episode_outcomes(ep: Episodes, group: int = 0) -> dict[str, np.ndarray]:
+    """Per-episode metrics of one group, flattened over (env, episode), valid episodes only,
+    plus ``env``, ``episode``, ``level_seed`` and ``truncated``."""
+    valid = ep.valid[group]
+    env, episode = np.nonzero(valid)
+    out = {k: v[group][valid] for k, v in ep.metrics.items()}
+    out.update(env=env, episode=episode, level_seed=ep.level_seed[group][valid],
+               truncated=ep.truncated[group][valid])
+    return out

@@ -1,4 +1,5 @@
-"""Write a :class:`~probes.run.ProbeResults` to a directory: tables, plots and run metadata."""
+"""Write a probe's results (``res``: a :class:`~probes.run.ProbeResults`) to a directory:
+tables, plots and run metadata."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from matplotlib.ticker import MaxNLocator
 
 from interp.plots import pyplot, save_figure
 from interp.tables import write_csv
-from probes.run import FEW_LEVELS, PROBE_NAMES, ProbeResults
+from probes.evaluate import FEW_LEVELS
 
 WEIGHTS_FILE = "weights.npz"
+PROBE_NAMES = {"agent": "agent", "shuffled": "agent, shuffled labels",
+               "random_agent": "random-init agent", "pixels": "raw pixels",
+               "majority": "majority / mean"}
 METRIC_NAMES = {"auroc": "AUROC", "accuracy": "accuracy", "r2": "R²"}
 STYLE = {"agent": dict(color="C0", marker="o", lw=2),
          "random_agent": dict(color="C1", marker="s", ls="--"),
@@ -31,7 +35,7 @@ def _fmt(s) -> str:
     return f"{s.value:.3f} [{s.lo:.3f}, {s.hi:.3f}]"
 
 
-def write_report(res: ProbeResults, out: Path, top_channels: int = 16) -> list[Path]:
+def write_report(res, out: Path, top_channels: int = 16) -> list[Path]:
     """Write every output; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_csv(out / "results.csv", res.table()), _markdown(res, out / "results.md"),
@@ -48,7 +52,7 @@ def write_report(res: ProbeResults, out: Path, top_channels: int = 16) -> list[P
     return paths
 
 
-def _markdown(res: ProbeResults, path: Path) -> Path:
+def _markdown(res, path: Path) -> Path:
     m, info = METRIC_NAMES[res.metric], res.info
     f = res.feature
     lines = [f"# Probe: `{f.name}` ({f.kind})", "", f"{f.description}", "",
@@ -94,7 +98,7 @@ def _markdown(res: ProbeResults, path: Path) -> Path:
     return path
 
 
-def _weights(res: ProbeResults, path: Path) -> Path:
+def _weights(res, path: Path) -> Path:
     """``weights.npz``: per layer the probe's weights on its view's inputs (dim, targets) and
     the view (JSON in ``meta``), enough to map a probe direction back onto the activations."""
     meta = {"feature": res.feature.name, "kind": res.feature.kind, "classes": res.classes,
@@ -106,7 +110,7 @@ def _weights(res: ProbeResults, path: Path) -> Path:
     return path
 
 
-def _metadata(res: ProbeResults, path: Path) -> Path:
+def _metadata(res, path: Path) -> Path:
     info = {k: v for k, v in res.info.items() if k not in ("dims", "ridge_lambda")}
     info["ridge_lambda"] = {f"{p}/{lay}" if lay else p: v
                             for (p, lay), v in res.info["ridge_lambda"].items()}
@@ -126,7 +130,7 @@ def _band(ax, x, scores, label, style):
 
 
 
-def _score_plot(res: ProbeResults, path: Path) -> Path:
+def _score_plot(res, path: Path) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(7.5, 0.7 * len(res.layers) + 4.5), 4.6))
     x = np.arange(len(res.layers))
@@ -156,7 +160,7 @@ def _score_plot(res: ProbeResults, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
+def _channel_plot(res, path: Path, k: int) -> Path:
     plt = pyplot()
     rows = res.channels[:k]
     labels = [f"ch {r['channel']}" for r in rows]
@@ -186,7 +190,7 @@ def _channel_plot(res: ProbeResults, path: Path, k: int) -> Path:
     return save_figure(fig, path)
 
 
-def _spatial_plot(res: ProbeResults, path: Path) -> Path:
+def _spatial_plot(res, path: Path) -> Path:
     plt = pyplot()
     grid = res.spatial
     panels = 2 if res.mean_obs is not None else 1
@@ -215,7 +219,7 @@ def _spatial_plot(res: ProbeResults, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _umap_plot(res: ProbeResults, path: Path) -> Path:
+def _umap_plot(res, path: Path) -> Path:
     plt = pyplot()
     u = res.umap
     emb, y = u["embedding"], u["y"]

@@ -20,15 +20,12 @@ from typing import Any
 import numpy as np
 
 from probes.data import as_recording, select_layers
-from probes.evaluate import Evaluator, Score, group_folds
+from probes.evaluate import FEW_LEVELS, Evaluator, Score, group_folds
 from probes.features import Feature, ProbeError, get_feature
 from probes.linear import FoldStats, fit_ridge, lasso_path, oof_r2
 from probes.views import PIXEL_GRID, POOLS, View, pixels
 
 CONTROLS = ("shuffled", "pixels", "random_agent")
-PROBE_NAMES = {"agent": "agent", "shuffled": "agent, shuffled labels",
-               "random_agent": "random-init agent", "pixels": "raw pixels",
-               "majority": "majority / mean"}
 MAX_CLASSES = 32
 CHANNEL_UNITS = 1024  # vector layers up to this wide are ranked unit by unit
 MAX_BOOT = 10_000  # bootstrap resamples: counts of (n_boot, levels) are held in memory
@@ -39,7 +36,8 @@ class ProbeResults:
     """Everything ``interp probe`` reports; :meth:`save` writes the tables and plots.
 
     ``scores[(probe, layer)]`` maps metric name to :class:`~probes.evaluate.Score`; probes are
-    the keys of ``PROBE_NAMES`` and ``layer`` is ``""`` for the layer-free baselines.
+    the keys of ``probes.report.PROBE_NAMES`` and ``layer`` is ``""`` for the layer-free
+    baselines.
     """
 
     feature: Feature
@@ -88,7 +86,7 @@ class ProbeResults:
 
     def save(self, out_dir: str | Path, *, top_channels: int = 16) -> list[Path]:
         """Write results.csv/.md, score_by_layer.png, channels.csv/.png, spatial.png, umap.png."""
-        from probes.report import write_report
+        from probes.report import write_report  # matplotlib only when a report is written
 
         return write_report(self, Path(out_dir), top_channels=top_channels)
 
@@ -119,9 +117,6 @@ class _Probe:
             return fit.predict(np.zeros((len(self.rows), 0), np.float32), fold)
         return np.concatenate([fit.predict(self.store[i:i + chunk, cols], fold[i:i + chunk])
                                for i in range(0, len(self.rows), chunk)])
-
-
-FEW_LEVELS = 30  # below this, grouped-CV scores swing widely (seen: AUROC 0.3 on 8 levels)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from interp.evaluate import (
     object_outcomes,
     preference,
 )
-from interp.experiments.common import StepTrace
+from interp.rollout import StepTrace
 from interp.models import ImpalaAgent, ModelConfig
 from interp.rollout import Episodes, Step, run_episodes
 

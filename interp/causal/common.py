@@ -11,8 +11,7 @@ import numpy as np
 from interp.causal.spec import SpecError
 from interp.envs import EnvSpec, get_variant
 from interp.evaluate import MAZE_KEYS, OBJECT_KEYS, maze_outcomes, object_outcomes
-from interp.experiments.common import StepTrace
-from interp.rollout import Episodes
+from interp.rollout import Episodes, StepTrace
 from interp.version import code_version
 
 

@@ -31,9 +31,8 @@ from interp.causal.common import OUTCOMES, outcome_keys, outcomes
 from interp.causal.fields import decision, placed_frames, proxy_name
 from interp.causal.vectors import SteerError, random_like
 from interp.envs import EnvSpec, GameState
-from interp.experiments.common import StepTrace
 from interp.models import preprocess
-from interp.rollout import Episodes, Step, as_spec, check_agent_env
+from interp.rollout import Episodes, Step, StepTrace, as_spec, check_agent_env
 from interp.stats import bootstrap_mean, rate
 from interp.tables import fmt, md_table, write_csv
 

@@ -31,20 +31,11 @@ from interp.checkpoint import LoadedAgent
 from interp.envs import EnvSpec
 from interp.envs.assets import BACKGROUNDS, COLOURS, SHAPES, parse_object
 from interp.evaluate import OBJECT_KEYS, object_outcomes, preference
-from interp.rollout import run_episodes
+from interp.rollout import StepTrace, run_episodes
 from interp.stats import bootstrap_mean
 
-from .common import (
-    ExperimentError,
-    StepTrace,
-    fmt,
-    md_table,
-    plt,
-    save,
-    truncation_note,
-    write_csv,
-    write_summary,
-)
+from .common import (ExperimentError, fmt, md_table, plt, save, truncation_note, write_csv,
+                     write_summary)
 
 FAMILY = ("colour-shape", "maze-yellow-line", "maze-red-line-yellow-gem")
 ABLATIONS = ("none", "R", "G", "B")

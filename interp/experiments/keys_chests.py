@@ -34,21 +34,11 @@ from interp.envs import EnvSpec, get_variant
 from interp.envs.keys_chests import GAME, move_agents, path_length, shortest_solution
 from interp.envs.keys_chests import mirror_options
 from interp.envs.geometry import to_pixels
-from interp.rollout import Step, run_episodes
+from interp.rollout import Step, StepTrace, run_episodes, split_episodes
 from interp.stats import bootstrap_mean, rate
 
-from .common import (
-    ExperimentError,
-    StepTrace,
-    fmt,
-    md_table,
-    plt,
-    save,
-    split_episodes,
-    truncation_note,
-    write_csv,
-    write_summary,
-)
+from .common import (ExperimentError, fmt, md_table, plt, save, truncation_note, write_csv,
+                     write_summary)
 
 TRACE_KEYS = ("keys_collected", "chests_opened", "keys_held", "num_keys", "num_chests",
               "agent_cell_x", "agent_cell_y")

@@ -22,20 +22,11 @@ from torch import nn
 from interp.checkpoint import LoadedAgent
 from interp.envs import EnvSpec, get_variant
 from interp.evaluate import MAZE_KEYS, maze_outcomes
-from interp.rollout import run_episodes
+from interp.rollout import StepTrace, run_episodes
 from interp.stats import bootstrap_mean, rate
 
-from .common import (
-    ExperimentError,
-    StepTrace,
-    fmt,
-    md_table,
-    plt,
-    save,
-    truncation_note,
-    write_csv,
-    write_summary,
-)
+from .common import (ExperimentError, fmt, md_table, plt, save, truncation_note, write_csv,
+                     write_summary)
 
 REGION_SIZES = (1, 2, 3, 4, 5, 7, 10, 15)
 

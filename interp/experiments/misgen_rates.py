@@ -30,20 +30,11 @@ from interp.evaluate import (
     coinrun_outcomes,
     invisible_coin_outcomes,
 )
-from interp.rollout import run_episodes
+from interp.rollout import StepTrace, run_episodes
 from interp.stats import rate
 
-from .common import (
-    ExperimentError,
-    StepTrace,
-    fmt,
-    md_table,
-    plt,
-    save,
-    truncation_note,
-    write_csv,
-    write_summary,
-)
+from .common import (ExperimentError, fmt, md_table, plt, save, truncation_note, write_csv,
+                     write_summary)
 
 FRACTION_OF = {"coinrun": 0.0, "coinrun-random-coin": 1.0}
 METRICS = (("train", "capability_failure", "capability failure (training levels)"),

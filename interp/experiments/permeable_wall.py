@@ -18,19 +18,10 @@ from torch import nn
 
 from interp.envs import EnvSpec
 from interp.evaluate import COINRUN_TIMEOUT
-from interp.rollout import run_episodes
+from interp.rollout import StepTrace, run_episodes, split_episodes
 from interp.stats import bootstrap_mean, rate
 
-from .common import (
-    StepTrace,
-    fmt,
-    plt,
-    save,
-    split_episodes,
-    truncation_note,
-    write_csv,
-    write_summary,
-)
+from .common import fmt, plt, save, truncation_note, write_csv, write_summary
 
 EXAMPLE_ENVS = 4  # frames are kept for the first episode of these envs (one becomes the example)
 THUMBNAILS = 6

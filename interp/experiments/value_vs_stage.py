@@ -26,21 +26,10 @@ from interp.envs import EnvSpec, make_env
 from interp.envs.coinrun import COIN
 from interp.envs.state import SPACE
 from interp.models import preprocess
-from interp.rollout import Step, run_episodes
+from interp.rollout import Step, StepTrace, run_episodes, split_episodes
 from interp.stats import bootstrap_mean
 
-from .common import (
-    StepTrace,
-    errbars,
-    fmt,
-    md_table,
-    plt,
-    save,
-    split_episodes,
-    truncation_note,
-    write_csv,
-    write_summary,
-)
+from .common import errbars, fmt, md_table, plt, save, truncation_note, write_csv, write_summary
 
 # (name, lower, upper) bounds on progress = agent_x / end_wall_x; the last stage ends at the
 # wall's first column (progress 1), frames past it (none in stock levels) are dropped.

@@ -31,10 +31,9 @@ from interp.envs import EnvSpec, make_env
 from interp.envs.base import NOOP
 from interp.evaluate import Metric, describe_levels, outcome_keys, variant_metrics
 from interp.outputs import check_output
-from interp.experiments.common import StepTrace, split_episodes
 from interp.plots import pyplot, save_figure
 from interp.progress import Progress
-from interp.rollout import GOAL_REWARD, Step, run_episodes
+from interp.rollout import GOAL_REWARD, Step, StepTrace, run_episodes, split_episodes
 from interp.stats import bootstrap_mean, wilson
 from interp.tables import fmt, md_table, write_csv
 

@@ -312,7 +312,7 @@ def _trajectories(agents_dir: Path, meta: dict, setting: str, names: list[str], 
     end), one row per (level, agent)."""
     from interp.checkpoint import load_agent
     from interp.evaluate import OBJECT_KEYS
-    from interp.experiments.common import StepTrace
+    from interp.rollout import StepTrace
     from interp.rollout import run_episodes
 
     spec_of = {Setting(**s).label: Setting(**s) for s in meta["settings"]}
@@ -354,7 +354,7 @@ def _outcomes(ep, trace, objects: bool) -> tuple[list[str], np.ndarray]:
     """Per episode of env 0..n-1: a few words on what it reached first and when, and the step
     up to which its frames are shown (the first object reached, else the end)."""
     from interp.evaluate import object_outcomes
-    from interp.experiments.common import episode_outcomes
+    from interp.rollout import episode_outcomes
 
     o = episode_outcomes(ep)
     if not objects:
