@@ -242,7 +242,7 @@ def test_cli_end_to_end(tmp_path):
     assert "best layer embedder." in r.stdout and "Traceback" not in r.stderr
     assert {p.name for p in out.iterdir()} == {
         "results.csv", "results.md", "score_by_layer.png", "run.json", "channels.csv",
-        "channels.png", "spatial.png", "umap.png"}
+        "channels.png", "spatial.png", "umap.png", "weights.npz"}
 
     r = _cli("--list-features")
     assert r.returncode == 0 and "coin_visible" in r.stdout and "cheese_in_top_right" in r.stdout
