@@ -421,6 +421,11 @@ def describe_agent(path: str | os.PathLike) -> str:
         lines.append(("imported from", f"{origin['file']} (sha256 {origin['sha256']}, layout "
                                        f"{origin['layout']})"))
         lines.append(("source", unknown(origin.get("source"))))
+    init = extra.pop("init_from", None) if not foreign else None
+    if init:
+        steps_then = "steps unknown" if init["steps"] is None else f"{init['steps']:,} steps"
+        lines.append(("initialised from", f"{init['file']} (sha256 {init['sha256'][:12]}..., "
+                                          f"{steps_then}; steps above count from there)"))
     if extra:
         lines.append(("other entries" if foreign else "extra", ", ".join(map(str, extra))))
     width = max(len(k) for k, _ in lines)

@@ -13,6 +13,7 @@ import torch
 from interp.checkpoint import load_agent
 from interp.envs import EnvConfigError
 from interp.evaluate import evaluate_policy
+from interp.models import ImpalaAgent, ModelConfig
 from interp.outputs import OutputError
 from interp.package import PackageError, package_run, verify_package
 from interp.train import ConfigError, TrainConfig, load_config, train
@@ -293,6 +294,36 @@ def test_resume_is_exact(tmp_path):
     assert drop(_rows(tmp_path / "whole")) == drop(_rows(tmp_path / "chunked"))
     assert sum(int(r["episodes"]) for r in _rows(tmp_path / "whole")) > 0
     assert whole["steps"] == 512
+
+
+def test_init_from_starts_at_an_agents_weights_and_records_it(tmp_path, capsys):
+    cfg = load_config(_yaml(tmp_path, TINY))
+    train(cfg, tmp_path / "first", progress=False, stop_at=256)
+    parent = tmp_path / "first" / "checkpoints" / "agent_256.pt"
+    d = cfg.to_dict()
+    d["run"] = {**d["run"], "init_from": str(parent), "total_steps": 128, "seed": 1}
+    child_cfg = TrainConfig.from_dict(d)
+    train(child_cfg, tmp_path / "child", progress=False)
+    assert "starting from the weights of" in capsys.readouterr().out
+    child = load_agent(tmp_path / "child" / "checkpoints" / "agent_128.pt")
+    init = child.manifest["extra"]["init_from"]
+    assert init["steps"] == 256 and init["file"] == str(parent) and len(init["sha256"]) == 64
+    assert child.manifest["steps"] == 128
+    # One update away from the parent, far from the child's own seed's initialisation.
+    torch.manual_seed(1)
+    fresh = ImpalaAgent(ModelConfig.from_dict(cfg.model)).state_dict()
+    dist = lambda a: sum(float((child.model.state_dict()[k] - v).norm())  # noqa: E731
+                         for k, v in a.items())
+    assert 0 < dist(load_agent(parent).model.state_dict()) < dist(fresh) / 2
+
+    d["run"]["init_from"] = str(tmp_path / "missing.pt")
+    with pytest.raises(ConfigError, match="run.init_from: .*missing.pt is not a file"):
+        train(TrainConfig.from_dict(d), tmp_path / "x", progress=False)
+    d["run"]["init_from"] = str(parent)
+    d["model"] = {**d["model"], "width": 2}
+    with pytest.raises(ConfigError, match="another architecture than model"):
+        train(TrainConfig.from_dict(d), tmp_path / "y", progress=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_max_minutes_stops_resumably(tmp_path):

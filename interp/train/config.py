@@ -101,6 +101,9 @@ class RunConfig:
     eval_episodes: int = 256
     eval_envs: int = 64
     eval_seed: int = 1
+    # Start from this agent's weights (a fresh optimizer; steps count from 0): continue
+    # training a bundled agent, or fine-tune it on another distribution.
+    init_from: str | None = None
 
     def check(self) -> None:
         _positive(self, "run", "total_steps", "env_groups", "eval_episodes", "eval_envs")

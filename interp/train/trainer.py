@@ -358,6 +358,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
     device = resolve_device(config.run.device)
     config.env_spec()
     eval_specs = config.eval_specs()  # unknown variant names fail here, before any work
+    init = _load_init(config) if config.run.init_from else None
+    init_from = None
     run_info = _prepare_run_dir(config, out, resume, overwrite)
     resuming = run_info is not None
     if run_info and run_info.get("status") == "complete":
@@ -377,7 +379,13 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
         state = loaded.manifest["extra"]["trainer"]
         trainer.load_state_dict(state)
         prev_wall = state["wall_time"]
+        init_from = loaded.manifest["extra"].get("init_from")
         print(f"resuming {out} at step {trainer.steps:,}", flush=True)
+    elif init is not None:
+        weights, init_from = init
+        trainer.model.load_state_dict(weights)
+        print(f"starting from the weights of {init_from['file']} "
+              f"({_fmt_steps(init_from['steps'])}; fresh optimizer)", flush=True)
     columns = list(BASE_COLUMNS) + [f"eval_{label}_{f}" for label in eval_specs
                                     for f in EVAL_FIELDS]
     log = _Log(out, columns, trainer.steps if resuming else None)
@@ -385,17 +393,20 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
     start, steps0 = time.perf_counter(), trainer.steps
     info = {"status": "running", "steps": trainer.steps, "total_steps": trainer.total_steps,
             "device": str(device),
-            "started": (run_info or {}).get("started") or time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "started": (run_info or {}).get("started") or time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"init_from": init_from} if init_from else {})}
     _write_json(out / "run.json", info)
 
     def wall() -> float:
         return prev_wall + time.perf_counter() - start
 
     def save(path: Path, metrics: dict | None, full: bool) -> None:
-        extra = {"trainer": {**trainer.state_dict(), "wall_time": wall()}} if full else None
+        extra = {"trainer": {**trainer.state_dict(), "wall_time": wall()}} if full else {}
+        if init_from:
+            extra["init_from"] = init_from
         save_agent(path, trainer.model, env_spec=trainer.env_spec.to_dict(), seed=run.seed,
                    steps=trainer.steps, optimizer=trainer.optimizer if full else None,
-                   train_config=config.to_dict(), metrics=metrics, extra=extra)
+                   train_config=config.to_dict(), metrics=metrics, extra=extra or None)
 
     def crossed(every: int, before: int) -> bool:
         return every > 0 and trainer.steps // every > before // every
@@ -466,6 +477,32 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = Fal
             "session_seconds": round(elapsed, 2),
             "session_steps_per_s": round((trainer.steps - steps0) / max(elapsed, 1e-9), 1),
             "last_metrics": row}
+
+
+def _load_init(config: TrainConfig) -> tuple[dict, dict]:
+    """``run.init_from``'s weights and provenance (file, sha256, steps, env spec), checked
+    against ``config.model`` before any work."""
+    from interp.checkpoint import file_sha256
+
+    path = Path(config.run.init_from)
+    if not path.is_file():
+        raise ConfigError(f"run.init_from: {path} is not a file; name an agent checkpoint "
+                          "(e.g. agents/coinrun-cpu/agent.pt)")
+    agent = load_agent(path)
+    want = ModelConfig.from_dict(config.model).to_dict()
+    have = agent.model.config.to_dict()
+    if want != have:
+        differ = ", ".join(f"{k}: agent {have.get(k)!r}, config {want.get(k)!r}"
+                           for k in sorted(want.keys() | have.keys()) if want.get(k) != have.get(k))
+        raise ConfigError(f"run.init_from: {path} has another architecture than model: "
+                          f"({differ}); set model: to match the agent")
+    m = agent.manifest
+    return agent.model.state_dict(), {"file": str(path), "sha256": file_sha256(path),
+                                      "steps": m.get("steps"), "env_spec": m.get("env_spec")}
+
+
+def _fmt_steps(steps: int | None) -> str:
+    return "steps unknown" if steps is None else f"{steps:,} steps"
 
 
 def _plan(config: TrainConfig, eval_specs: dict) -> tuple[str, bool]:
