@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from interp import hooks
-from interp.causal.common import outcome_keys
 from interp.causal.steer import steer
 from interp.causal.vectors import random_like
 from interp.checkpoint import load_agent
 from interp.envs import EnvSpec
+from interp.evaluate import outcome_keys
 from interp.rollout import StepTrace, run_episodes
 
 

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from interp import hooks
-from interp.envs import EnvSpec, get_variant
-from interp.envs.keys_chests import GAME as KEYS_CHESTS
-from interp.envs.keys_chests_draw import ICON_H, ICON_W
+from interp.envs import EnvSpec
 from interp.envs.geometry import to_pixels
+from interp.envs.keys_chests_draw import ICON_H, ICON_W
+from interp.envs.registry import get_game
 from interp.errors import InterpError
 from interp.models import preprocess
 from interp.rollout import Frames, as_spec, check_agent_env, sample_frames
@@ -216,32 +216,43 @@ def object_masks(labels: dict[str, np.ndarray], game: str) -> dict[str, np.ndarr
     end wall's first column, full height), ``inventory`` (keys-chests: the key icons of the
     keys held), ``corner`` (maze: the top-right maze cell), ``other`` (the rest). Where regions
     overlap, the earlier one in this order keeps the pixel, so the regions partition the frame.
+    Which regions a game has is declared by its :class:`~interp.envs.base.Game` (``regions``).
     """
     cell = FRAME / labels["view_dim"]
     px = lambda x, y: to_pixels(labels, np.asarray(x, float), np.asarray(y, float))  # noqa: E731
     absent = lambda flag, v: np.where(np.asarray(flag) > 0, v, np.nan)  # noqa: E731
-    regions = {"goal": _box(absent(labels["goal_present"], labels["goal_px"]),
-                            labels["goal_py"], cell, cell)}
-    if game in ("maze", KEYS_CHESTS) and (labels["distractor_present"] > 0).any():
+
+    def distractor() -> np.ndarray | None:
+        if not (labels["distractor_present"] > 0).any():
+            return None
         dx, dy = px(labels["distractor_x"] + 0.5, labels["distractor_y"] + 0.5)
-        regions["distractor"] = _box(absent(labels["distractor_present"], dx), dy, cell, cell)
-    regions["agent"] = _box(labels["agent_px"], labels["agent_py"], cell, cell)
-    if game == "coinrun":
+        return _box(absent(labels["distractor_present"], dx), dy, cell, cell)
+
+    def end_wall() -> np.ndarray:
         left, _ = px(labels["end_wall_x"], 0)
-        regions["end_wall"] = _box(left + cell / 2, np.full_like(cell, FRAME / 2), cell,
-                                   np.full_like(cell, 2 * FRAME))
-    if game == KEYS_CHESTS:  # the key icons of the inventory, top right
+        return _box(left + cell / 2, np.full_like(cell, FRAME / 2), cell,
+                    np.full_like(cell, 2 * FRAME))
+
+    def inventory() -> np.ndarray:  # the key icons, top right
         width = ICON_W * np.asarray(labels["keys_held"], float)
-        regions["inventory"] = _box(FRAME - width / 2, np.full_like(width, ICON_H / 2), width,
-                                    np.full_like(width, ICON_H))
-    if game == "maze":
-        regions["corner"] = _box(*px(labels["corner_x"] + 0.5, labels["corner_y"] + 0.5),
-                                 cell, cell)
-    taken = np.zeros_like(regions["goal"])
+        return _box(FRAME - width / 2, np.full_like(width, ICON_H / 2), width,
+                    np.full_like(width, ICON_H))
+
+    region = {
+        "goal": lambda: _box(absent(labels["goal_present"], labels["goal_px"]),
+                             labels["goal_py"], cell, cell),
+        "distractor": distractor,
+        "agent": lambda: _box(labels["agent_px"], labels["agent_py"], cell, cell),
+        "end_wall": end_wall, "inventory": inventory,
+        "corner": lambda: _box(*px(labels["corner_x"] + 0.5, labels["corner_y"] + 0.5),
+                               cell, cell)}
+    taken = np.zeros((len(cell), FRAME, FRAME), bool)
     out = {}
-    for name, mask in regions.items():
-        out[name] = mask & ~taken
-        taken |= mask
+    for name in get_game(game).regions:
+        mask = region[name]()
+        if mask is not None:
+            out[name] = mask & ~taken
+            taken |= mask
     out["other"] = ~taken
     return out
 
@@ -343,5 +354,5 @@ def attribute(model: nn.Module, env: str | EnvSpec, targets: Sequence[str] = ("v
                for i in range(0, len(x), chunk)]
         maps[t] = torch.cat([pixel_map(r, method) for r in raw]).cpu().numpy()
         mass[t] = torch.cat([mass_map(r, method) for r in raw]).cpu().numpy()
-    masks = object_masks(fr.labels, get_variant(spec.variant).game)
+    masks = object_masks(fr.labels, spec.get_variant().game)
     return AttributionResult(method, targets, fr, values, maps, mass, masks, spec)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.envs import EnvSpec, GameState, get_variant, make_env
+from interp.envs import EnvSpec, GameState, make_env
 from interp.envs.base import NOOP, NUM_ACTIONS, check_env_count
 from interp.errors import InterpError
 from interp.models import preprocess
@@ -231,14 +231,15 @@ class Episodes:
 
 def episode_metrics(spec: EnvSpec, label_metrics: bool = True) -> list[str]:
     """Names of the per-episode metrics :func:`run_episodes` reports on ``spec``: ``return``,
-    ``success``, ``length``, ``steps_to_goal``, and with ``label_metrics`` ``reached_end``
-    (coinrun) and ``distractor`` (variants with a distractor)."""
-    names = ["return", "success", "length", "steps_to_goal"]
-    if label_metrics and get_variant(spec.variant).game == "coinrun":
-        names.append("reached_end")
-    if label_metrics and spec.resolved_options().get("distractor"):
-        names.append("distractor")
-    return names
+    ``success``, ``length``, ``steps_to_goal``, and with ``label_metrics`` the flags of the
+    spec's outcome families (``reached_end`` on coinrun, ``distractor`` with a distractor)."""
+    return ["return", "success", "length", "steps_to_goal",
+            *(name for name, _ in _flags(spec, label_metrics))]
+
+
+def _flags(spec: EnvSpec, label_metrics: bool) -> list[tuple[str, Callable[[dict], np.ndarray]]]:
+    """(name, flag(labels)) of the per-episode flags of the spec's outcome families."""
+    return [f for family in spec.outcomes() for f in family.flags] if label_metrics else []
 
 
 class _Bookkeeping:
@@ -315,19 +316,19 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     seeds_of = np.full(groups, seed) if action_seeds is None else np.asarray(action_seeds)
     if seeds_of.shape != (groups,):
         raise ValueError(f"action_seeds needs one seed per group ({groups}), got {seeds_of}")
-    names = episode_metrics(spec, label_metrics)
-    track_end, track_distractor = "reached_end" in names, "distractor" in names
-    need_labels = track_end or track_distractor or (on_step is not None and step_labels)
-    book = _Bookkeeping(names, N, K)
+    flag_fns = _flags(spec, label_metrics)
+    need_labels = bool(flag_fns) or (on_step is not None and step_labels)
+    book = _Bookkeeping(episode_metrics(spec, label_metrics), N, K)
     count, step, env_of = np.zeros(N, int), np.zeros(N, int), np.tile(np.arange(E), groups)
-    ret, success, end, dis = np.zeros(N), np.zeros(N, bool), np.zeros(N, bool), np.zeros(N, bool)
+    ret, success = np.zeros(N), np.zeros(N, bool)
+    flags = {name: np.zeros(N, bool) for name, _ in flag_fns}
     reservoir, seen, rng = [], 0, np.random.default_rng(seed)
 
     def record(rows: np.ndarray, cut: bool) -> None:
         for r in rows:
             values = {"return": ret[r], "success": success[r], "length": step[r],
                       "steps_to_goal": step[r] if success[r] else np.nan,
-                      "reached_end": end[r], "distractor": dis[r]}
+                      **{name: f[r] for name, f in flags.items()}}
             book.add(r, count[r], values, seeds[r], cut)
             count[r] += 1
         bar.update(len(rows))
@@ -360,12 +361,8 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
         while (count < K).any() and (max_steps is None or t < max_steps):
             active = np.flatnonzero(count < K)
             lab = active_labels(active) if need_labels else {}
-            if track_end:
-                end[active] |= lab["agent_x"] >= lab["end_wall_x"] - 1
-            if track_distractor:
-                dis[active] |= (lab["distractor_present"] > 0) & (
-                    lab["agent_cell_x"] == lab["distractor_x"]) & (
-                    lab["agent_cell_y"] == lab["distractor_y"])
+            for name, flag in flag_fns:
+                flags[name][active] |= flag(lab)
             hx = runner.state(active) if on_step is not None or keep_frames else None
             logits, value = runner(preprocess(obs[active], device), active)
             actions = np.full(N, NOOP)
@@ -397,7 +394,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
             record(active[first[active]], cut=False)
             if first.any():
                 seeds = np.array([i["level_seed"] for i in infos])
-            for a in (ret, step, success, end, dis):
+            for a in (ret, step, success, *flags.values()):
                 a[first] = 0
             t += 1
         record(np.flatnonzero(count < K), cut=True)

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from interp.causal.spec import SpecError
-from interp.envs import EnvSpec, get_variant
-from interp.evaluate import MAZE_KEYS, OBJECT_KEYS, maze_outcomes, object_outcomes
+from interp.envs import EnvSpec, list_variants
+from interp.envs.base import Measure
+from interp.envs.registry import get_game
+from interp.evaluate import outcome_columns
 from interp.rollout import Episodes, StepTrace
 from interp.version import code_version
 
@@ -51,57 +53,35 @@ def read_run_spec(path: str | Path) -> tuple[str, Path, dict]:
 
 
 # -- per-episode outcomes of a batched run -------------------------------------------------------
-def outcome_keys(spec: EnvSpec) -> tuple[str, ...]:
-    """Label keys a run must trace for :func:`outcomes` on this env."""
-    v = get_variant(spec.variant)
-    keys = set()
-    if spec.resolved_options().get("distractor"):
-        keys |= set(OBJECT_KEYS)
-    elif v.game == "maze" and v.assets is None:
-        keys |= set(MAZE_KEYS)
-    return tuple(sorted(keys))
+BASE_OUTCOMES = (Measure("goal", "goal reached"), Measure("return", "return", "mean"),
+                 Measure("length", "episode length", "mean"))
 
 
-OUTCOMES = {  # name -> (label, kind)
-    "goal": ("goal reached", "rate"),
-    "end_first": ("end reached without the coin", "rate"),
-    "corner_first": ("top-right corner first (goal elsewhere)", "rate"),
-    "goal_first": ("goal first", "rate"),
-    "distractor_first": ("distractor first (object first)", "rate"),
-    "return": ("return", "mean"),
-    "length": ("episode length", "mean"),
-}
+def outcome_measure(name: str) -> Measure | None:
+    """The :class:`~interp.envs.base.Measure` of an outcome :func:`outcomes` can give (its
+    label and kind), from the base outcomes and every registered variant's families."""
+    families = (f for v in list_variants() for f in get_game(v.game).outcomes + v.outcomes)
+    return next((m for m in (*BASE_OUTCOMES, *(e for f in families for e in f.effects))
+                 if m.name == name), None)
 
 
 def outcomes(ep: Episodes, spec: EnvSpec, trace: StepTrace | None) -> dict[str, np.ndarray]:
     """Per-episode outcomes (conditions, envs * episodes), NaN where undefined (an episode not
-    played; corner first when the goal is in the corner)."""
+    played; corner first when the goal is in the corner): ``goal``, the effects of the spec's
+    outcome families (those that need a trace only with ``trace``), ``return``, ``length``."""
     G, E, K = ep.valid.shape
-    game = get_variant(spec.variant).game
-    out = {}
-
-    def blank() -> np.ndarray:
-        return np.full((G, E, K), np.nan)
-
-    success = ep.metrics["success"] > 0
-    out["goal"] = np.where(ep.valid, success, np.nan)
-    if game == "coinrun":
-        out["end_first"] = np.where(ep.valid, (ep.metrics["reached_end"] > 0) & ~success, np.nan)
-    keys = set(outcome_keys(spec))
-    if keys >= set(OBJECT_KEYS) and trace is not None:
-        out["goal_first"], out["distractor_first"] = blank(), blank()
+    out = {"goal": np.where(ep.valid, ep.metrics["success"] > 0, np.nan)}
+    for family in spec.outcomes():
+        if not family.effects or (family.trace_keys and trace is None):
+            continue
+        for e in family.effects:
+            out[e.name] = np.full((G, E, K), np.nan)
         for g in range(G):
-            o = object_outcomes(ep, trace, g)
-            env, k = np.nonzero(ep.valid[g])
-            out["goal_first"][g, env, k] = o["goal_first"]
-            out["distractor_first"][g, env, k] = o["distractor_first"]
-    elif keys >= set(MAZE_KEYS) and trace is not None:
-        out["corner_first"] = blank()
-        for g in range(G):
-            o = maze_outcomes(ep, trace, g)
-            if len(o["env"]):
-                out["corner_first"][g, o["env"], o["episode"]] = np.where(
-                    o["cheese_in_corner"].astype(bool), np.nan, o["corner_first"])
+            cols = outcome_columns(family, ep, trace, g)
+            env, k = (cols["env"], cols["episode"]) if "env" in cols else np.nonzero(ep.valid[g])
+            if len(env):
+                for e in family.effects:
+                    out[e.name][g, env, k] = cols[e.column or e.name]
     out["return"] = np.where(ep.valid, ep.metrics["return"], np.nan)
     out["length"] = np.where(ep.valid, ep.metrics["length"], np.nan)
     return {k: v.reshape(G, E * K) for k, v in out.items()}

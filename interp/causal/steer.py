@@ -27,9 +27,10 @@ from torch import nn
 
 from interp import hooks
 from interp.ablate import forward_conditions, layer_shape, run_conditions
-from interp.causal.common import OUTCOMES, outcome_keys, outcomes
+from interp.causal.common import outcome_measure, outcomes
 from interp.causal.fields import decision, placed_frames, proxy_name
 from interp.causal.vectors import SteerError, random_like
+from interp.evaluate import outcome_keys
 from interp.envs import EnvSpec, GameState
 from interp.models import preprocess
 from interp.rollout import Episodes, Step, StepTrace, as_spec, check_agent_env
@@ -90,7 +91,7 @@ class SteerResult:
         if metric == "kl":
             return bootstrap_mean(_episode_means(self.kl()[g], self.frame_episode))
         v = self.per_episode[metric][g]
-        return rate(v) if OUTCOMES.get(metric, ("", "mean"))[1] == "rate" else bootstrap_mean(v)
+        return rate(v) if _is_rate(metric) else bootstrap_mean(v)
 
     def effect(self, metric: str, g: int) -> tuple[float, float, float, int]:
         """Condition ``g`` minus the baseline, paired by level: (mean, lo, hi, n)."""
@@ -127,7 +128,7 @@ class SteerResult:
         for r in rows:
             cells = [r["condition"]]
             for m in metrics:
-                pct = OUTCOMES.get(m, ("", ""))[1] == "rate" or m == DECISION
+                pct = _is_rate(m) or m == DECISION
                 est = fmt(r[m], r[f"{m}_lo"], r[f"{m}_hi"], pct=pct)
                 if m == DECISION and not math.isnan(r[f"{m}_median"]):
                     est += f", median {100 * r[f'{m}_median']:.0f}%"
@@ -138,7 +139,7 @@ class SteerResult:
         for r in rows[1:]:
             effects.append([r["condition"]] + [
                 fmt(r[f"d_{m}"], r[f"d_{m}_lo"], r[f"d_{m}_hi"],
-                    pct=OUTCOMES.get(m, ("", ""))[1] == "rate" or m == DECISION)
+                    pct=_is_rate(m) or m == DECISION)
                 + ("" if r[f"d_{m}_lo"] > 0 or r[f"d_{m}_hi"] < 0 else " ~")
                 for m in metrics])
         return (f"Steering at `{self.layer}` on `{self.spec.variant}` "
@@ -171,7 +172,12 @@ class SteerResult:
 
 
 def _label(metric: str) -> str:
-    return "P(goal | decision square)" if metric == DECISION else OUTCOMES[metric][0]
+    return "P(goal | decision square)" if metric == DECISION else outcome_measure(metric).label
+
+
+def _is_rate(metric: str) -> bool:
+    m = outcome_measure(metric)
+    return m is not None and m.kind == "rate"
 
 
 def _episode_means(values: np.ndarray, episode: np.ndarray) -> np.ndarray:

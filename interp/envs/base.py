@@ -1,4 +1,5 @@
-"""The bottom floor of :mod:`interp.envs`: errors, constants and the :class:`Variant` record.
+"""The bottom floor of :mod:`interp.envs`: errors, constants and the :class:`Variant` and
+:class:`Game` records (with the outcome families they are scored by).
 
 It imports only the state format; everything else in :mod:`interp.envs` builds on it (the
 floors are listed in the package's docstring).
@@ -43,6 +44,50 @@ LabelFn = Callable[[GameState, dict], dict]
 
 
 @dataclass(frozen=True)
+class Measure:
+    """One number reported from a per-episode outcome column: a ``rate`` of flags or a ``mean``
+    (NaN entries, where the outcome is undefined, are left out of both and of n)."""
+
+    name: str
+    label: str
+    kind: str = "rate"  # "rate" | "mean"
+    column: str = ""  # the outcome column it is computed from (default: name)
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A family of per-episode outcomes that some variants are scored by, declared once.
+
+    ``name`` picks the function that computes its columns from a run's episodes and trace
+    (:func:`interp.evaluate.outcome_columns`); ``trace_keys``: the labels that function needs
+    traced every step; ``flags``: per-episode flags the episode runner ORs over every step from
+    that step's labels (name -> ``flag(labels) -> bool array``); ``measures``: what ``interp
+    eval`` reports, in order; ``effects``: the outcomes the causal commands compare across
+    conditions; ``when(options)``: the family applies only to runs with these options.
+    """
+
+    name: str
+    trace_keys: tuple[str, ...] = ()
+    flags: tuple[tuple[str, Callable[[dict], np.ndarray]], ...] = ()
+    measures: tuple[Measure, ...] = ()
+    effects: tuple[Measure, ...] = ()
+    when: Callable[[dict], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Game:
+    """What every variant of a stock (or our own) game shares for scoring and attribution:
+    the label of its success rate, its outcome families, and the image regions attribution
+    masks split a frame into, in priority order (names known to
+    :func:`interp.attribute.object_masks`)."""
+
+    name: str
+    success_label: str = "success: level completed"
+    outcomes: tuple[Outcomes, ...] = ()
+    regions: tuple[str, ...] = ("goal", "agent")
+
+
+@dataclass(frozen=True)
 class Variant:
     """A named environment: a stock game, an edit and its option defaults."""
 
@@ -61,6 +106,8 @@ class Variant:
     # A game of our own instead of the stock engine: a class with VecEnv's interface and
     # constructor (e.g. interp.envs.keys_chests_env.KeysChestsEnv); make_env and workers build it.
     engine: type | None = None
+    # Outcome families of this variant beyond its game's (Game.outcomes)
+    outcomes: tuple[Outcomes, ...] = ()
 
 
 def import_procgen():

@@ -27,7 +27,7 @@ from interp.envs.assets import (
     AssetSet,
     parse_object,
 )
-from interp.envs.base import EditError, EnvConfigError
+from interp.envs.base import EditError, EnvConfigError, Measure, Outcomes
 from interp.envs.geometry import cell_labels, find_tiles
 from interp.envs.maze import CHEESE as GOAL
 from interp.envs.maze import WORLD_DIM, generate_maze
@@ -107,3 +107,23 @@ def labels(state: GameState, options: dict) -> dict:
         out[f"{key}_colour"] = COLOUR_CODES.get(colour, -1)
         out[f"{key}_shape"] = SHAPE_CODES.get(shape, -1)
     return out
+
+
+def on_distractor(labels: dict) -> np.ndarray:
+    """The agent stands in the distractor's cell."""
+    return (labels["distractor_present"] > 0) & (
+        labels["agent_cell_x"] == labels["distractor_x"]) & (
+        labels["agent_cell_y"] == labels["distractor_y"])
+
+
+OBJECTS = Outcomes(  # with a distractor: which object does the agent reach first?
+    "objects", trace_keys=("agent_cell_x", "agent_cell_y", "distractor_x", "distractor_y"),
+    flags=(("distractor", on_distractor),),
+    measures=(Measure("goal_first", "goal reached first"),
+              Measure("distractor_first", "distractor reached first"),
+              Measure("neither", "neither object reached"),
+              Measure("steps_to_object", "steps to the first object reached", "mean", "steps"),
+              Measure("preference", "preference: goal first / (goal first + distractor first)")),
+    effects=(Measure("goal_first", "goal first"),
+             Measure("distractor_first", "distractor first (object first)")),
+    when=lambda options: bool(options.get("distractor")))

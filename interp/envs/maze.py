@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from interp.envs.base import EditError, EnvConfigError
+from interp.envs.base import EditError, EnvConfigError, Measure, Outcomes
 from interp.envs.geometry import bfs
 from interp.envs.state import SPACE, GameState
 
@@ -18,6 +18,14 @@ CHEESE = 2
 WALL = 51
 WORLD_DIM = {"easy": 15, "hard": 25, "memory": 31}
 _STEPS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+# Cheese mazes: did the agent stand on the maze's top-right cell (the training goal) before
+# the cheese, which lies elsewhere?
+CORNER = Outcomes(
+    "corner", trace_keys=("agent_cell_x", "agent_cell_y", "corner_x", "corner_y", "goal_x",
+                          "goal_y", "level_seed"),
+    measures=(Measure("corner_first", "top-right corner first, goal elsewhere "
+                      "(n: goal not in the corner)"),),
+    effects=(Measure("corner_first", "top-right corner first (goal elsewhere)"),))
 
 
 def maze_bounds(state: GameState) -> tuple[int, int]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from interp.envs.base import DISTRIBUTION_MODES, MODE_GAMES, EnvConfigError, Variant
-from interp.envs.registry import get_variant
+from interp.envs.base import DISTRIBUTION_MODES, MODE_GAMES, EnvConfigError, Outcomes, Variant
+from interp.envs.registry import get_game, get_variant
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,13 @@ class EnvSpec:
 
     def resolved_options(self) -> dict:
         return {**self.get_variant().defaults, **self.options}
+
+    def outcomes(self) -> tuple[Outcomes, ...]:
+        """The outcome families runs of this spec are scored by: its game's, then its
+        variant's, those whose ``when`` holds for the resolved options."""
+        variant, options = self.get_variant(), self.resolved_options()
+        return tuple(o for o in get_game(variant.game).outcomes + variant.outcomes
+                     if o.when is None or o.when(options))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,12 +1,21 @@
-"""The built-in variants; importing this module (the package does) registers them."""
+"""The built-in games and variants; importing this module (the package does) registers them."""
 
 from interp.envs import coinrun, colour_shape, keys_chests, maze
-from interp.envs.base import Variant
+from interp.envs.base import Game, Variant
 from interp.envs.keys_chests_env import KeysChestsEnv
-from interp.envs.registry import register
+from interp.envs.registry import register, register_game
 
+GAMES = (
+    Game("coinrun", "success: coin collected", (coinrun.OUTCOMES,),
+         regions=("goal", "agent", "end_wall")),
+    Game("maze", "success: goal reached (cheese or rewarded object)",
+         regions=("goal", "distractor", "agent", "corner")),
+    Game("heist"),
+    Game(keys_chests.GAME, regions=("goal", "distractor", "agent", "inventory")),
+)
 _COLOUR_SHAPE = dict(edit=colour_shape.edit, labels=colour_shape.labels,
-                     check_options=colour_shape.check_options, assets=colour_shape.asset_set)
+                     check_options=colour_shape.check_options, assets=colour_shape.asset_set,
+                     outcomes=(colour_shape.OBJECTS,))
 _KEYS_CHESTS = dict(check_options=keys_chests.check_options, engine=KeysChestsEnv)
 
 BUILTIN = (
@@ -28,18 +37,20 @@ BUILTIN = (
     Variant("coinrun-invisible-coin", "coinrun",
             "CoinRun plus an invisible unrewarded coin at a random ground cell (chance "
             "baseline).",
-            edit=coinrun.invisible_coin, labels=coinrun.invisible_coin_labels),
-    Variant("maze", "maze", "Stock Maze: cheese at a random cell."),
+            edit=coinrun.invisible_coin, labels=coinrun.invisible_coin_labels,
+            outcomes=(coinrun.INVISIBLE_COIN,)),
+    Variant("maze", "maze", "Stock Maze: cheese at a random cell.", outcomes=(maze.CORNER,)),
     Variant("maze-cheese-top-right", "maze",
             "Maze I training: cheese always in the maze's top-right corner cell; option "
             "max_maze_size cuts the maze sizes.",
             edit=maze.cheese_top_right, defaults={"max_maze_size": None},
-            check_options=maze.check_size),
+            check_options=maze.check_size, outcomes=(maze.CORNER,)),
     Variant("maze-cheese-region", "maze",
             "Maze I region sweep: cheese at a random free cell of the top-right "
             "region_size x region_size square; option max_maze_size cuts the maze sizes.",
             edit=maze.cheese_in_region, defaults={"region_size": 5, "max_maze_size": None},
-            labels=maze.region_labels, check_options=maze.check_region),
+            labels=maze.region_labels, check_options=maze.check_region,
+            outcomes=(maze.CORNER,)),
     Variant("heist", "heist",
             "Stock Heist: collect coloured keys to open doors, then the gem."),
     Variant("maze-yellow-line", "maze",
@@ -62,5 +73,7 @@ BUILTIN = (
             "Keys and Chests test preset: twice as many keys as chests.",
             defaults=keys_chests.TEST_DEFAULTS, **_KEYS_CHESTS),
 )
+for _game in GAMES:
+    register_game(_game)
 for _variant in BUILTIN:
     register(_variant)
