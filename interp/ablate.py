@@ -78,9 +78,17 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _activations(model: nn.Module, layer: str, x: torch.Tensor,
-                 hx: torch.Tensor | None = None) -> torch.Tensor:
-    return hooks.run_with_cache(model, x, layer, hx=hx)[1][layer]
+@torch.no_grad()
+def activations(model: nn.Module, layer: str, obs: np.ndarray,
+                device: torch.device | str | None = None, batch: int = 256,
+                hx: torch.Tensor | None = None) -> torch.Tensor:
+    """``layer``'s activations (n, ...) on uint8 frames, on the CPU (``hx``: a recurrent
+    agent's memory entering each frame)."""
+    device = device or _device(model)
+    return torch.cat([hooks.run_with_cache(
+        model, preprocess(obs[i:i + batch], device), layer,
+        hx=None if hx is None else hx[i:i + batch].to(device))[1][layer].cpu()
+        for i in range(0, len(obs), batch)])
 
 
 @dataclass
@@ -117,9 +125,7 @@ def collect_stats(model: nn.Module, env: str | EnvSpec, layer: str, *, frames: i
     layer_channels(model, layer)
     device = device or _device(model)
     fr = sample_frames(model, env, frames, seed=seed, labels=False, device=device)
-    acts = torch.cat([_activations(model, layer, preprocess(fr.obs[i:i + 256], device),
-                                   None if fr.hx is None else fr.hx[i:i + 256])
-                      for i in range(0, len(fr), 256)]).cpu()
+    acts = activations(model, layer, fr.obs, device, hx=fr.hx)
     return ActivationStats(layer, acts.mean(0), acts)
 
 

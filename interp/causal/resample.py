@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from interp import hooks
-from interp.ablate import forward_conditions, layer_shape
-from interp.causal.vectors import SteerError, activations
+from interp.ablate import activations, forward_conditions, layer_shape
+from interp.causal.vectors import SteerError
 from interp.envs import EnvSpec, get_variant
 from interp.envs.labels import label_keys
 from interp.models import preprocess

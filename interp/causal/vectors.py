@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp import hooks
+from interp.ablate import activations
 from interp.envs import EnvSpec, GameState, get_variant, make_env
 from interp.envs.colour_shape import DISTRACTOR
 from interp.envs.labels import GOAL_TILE
 from interp.envs.state import SPACE
 from interp.errors import InterpError
-from interp.models import preprocess
 from interp.rollout import Step, as_spec, run_episodes
 
 OBJECTS = ("goal", "distractor")
@@ -92,19 +91,6 @@ def states_with_object(model: nn.Module, env: str | EnvSpec, obj: str, levels: i
                  step_labels=True, max_steps=max_steps, label_metrics=False, device=device,
                  progress="levels for the steering vector")
     return [kept[k] for k in sorted(kept)][:levels]
-
-
-@torch.no_grad()
-def activations(model: nn.Module, layer: str, obs: np.ndarray,
-                device: torch.device | str | None = None, batch: int = 256,
-                hx: torch.Tensor | None = None) -> torch.Tensor:
-    """``layer``'s activations (n, ...) on uint8 frames, on the CPU (``hx``: a recurrent
-    agent's memory entering each frame)."""
-    device = device or next(model.parameters()).device
-    return torch.cat([hooks.run_with_cache(
-        model, preprocess(obs[i:i + batch], device), layer,
-        hx=None if hx is None else hx[i:i + batch].to(device))[1][layer].cpu()
-        for i in range(0, len(obs), batch)])
 
 
 def object_vector(model: nn.Module, env: str | EnvSpec, layer: str, obj: str = "goal", *,
