@@ -185,6 +185,9 @@ class Step:
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # label key -> (n,)
     # state_of(row) -> GameState of a flat row's env now (e.g. to render a counterfactual frame)
     state_of: Callable[[int], GameState] | None = None
+    # labels_of(rows) -> labels of some flat rows now, for a callback that keeps a few steps
+    # (step_labels computes them for every row and step)
+    labels_of: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
     # a recurrent agent's hidden state entering this step (n, gru_hidden), to rerun a frame
     # with the agent's memory; None: feed-forward
     hx: torch.Tensor | None = None
@@ -280,14 +283,17 @@ class _Bookkeeping:
 
 
 @torch.no_grad()
-def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episodes: int = 16,
+def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
+                 episodes: int | None = 16,
                  num_envs: int = 16, seed: int = 0, policy: Policy | None = None,
                  max_steps: int | None = None, keep_frames: int = 0,
                  on_step: Callable[[Step], bool | None] | None = None,
                  step_labels: bool = False, label_metrics: bool = True,
                  device: torch.device | str | None = None, progress: str | None = "episodes",
                  action_seeds: Sequence[int] | None = None) -> Episodes:
-    """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group.
+    """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group
+    (``episodes=None``: no quota, every env plays on until ``on_step`` or ``max_steps`` stops
+    the run).
 
     ``policy(x, rows, hx) -> (logits, value, new hx)`` defaults to ``model.step(x, hx)`` (see
     :class:`PolicyRunner`; ``hx`` is None for a feed-forward agent). ``max_steps`` caps the
@@ -308,7 +314,10 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     spec = as_spec(env)
     check_agent_env(model, spec)
     device = torch.device(device or next(model.parameters()).device)
-    E, K = min(num_envs, episodes), math.ceil(episodes / min(num_envs, episodes))
+    if episodes is None:  # no quota
+        E, K = num_envs, np.iinfo(np.int64).max
+    else:
+        E, K = min(num_envs, episodes), math.ceil(episodes / min(num_envs, episodes))
     N = groups * E
     check_env_count(N, f"{groups} group(s) of {E} envs; lower --num-envs"
                     + (" or --batch" if groups > 1 else ""))
@@ -353,7 +362,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
         return out
 
     envs = [make_env(spec, num=E, seed=seed) for _ in range(groups)]
-    bar = Progress(N * K, progress or "", enabled=progress is not None)
+    bar = Progress(N * K, progress or "", enabled=progress is not None and episodes is not None)
     try:
         seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
         obs = np.concatenate([e.observe()[1] for e in envs])
@@ -371,7 +380,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
                     active, active // E, env_of[active], count[active].copy(),
                     step[active].copy(), obs[active], value.float().cpu().numpy(),
                     actions[active], lab if step_labels else {},
-                    lambda r: envs[r // E].get_state(r % E), hx)):
+                    lambda r: envs[r // E].get_state(r % E), active_labels, hx)):
                 break  # on_step asked to stop: unfinished episodes count as truncated
             for i in np.flatnonzero(active < E) if keep_frames else ():  # reservoir: group 0
                 r = active[i]
@@ -411,43 +420,33 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1, episo
     return book.episodes(groups, frames)
 
 
-@torch.no_grad()
 def sample_frames(model: nn.Module, env: str | EnvSpec, n: int, *, num_envs: int = 8,
                   every: int = 5, seed: int = 0, labels: bool = True,
                   device: torch.device | str | None = None) -> Frames:
     """``n`` frames of the agent's own play: every ``every``-th step of each of ``num_envs``
-    envs, with labels and the view geometry (``view_dim``, ``center_x``, ``center_y``)."""
-    spec = as_spec(env)
-    check_agent_env(model, spec)
-    device = torch.device(device or next(model.parameters()).device)
-    envs = np.arange(num_envs)
-    count, step = np.zeros(num_envs, int), np.zeros(num_envs, int)
-    runner = PolicyRunner(model, num_envs, device)
+    envs (:func:`run_episodes` without a quota), with labels and the view geometry
+    (``view_dim``, ``center_x``, ``center_y``)."""
     kept: list[tuple] = []
     keys = ("view_dim", "center_x", "center_y")
-    with make_env(spec, num=num_envs, seed=seed) as venv:
-        _, obs, _ = venv.observe()
-        t = 0
-        while len(kept) < n:
-            hx = runner.state() if t % every == 0 else None
-            logits, _ = runner(preprocess(obs, device))
-            actions = _sample(logits, seed, envs, count, step)
-            if t % every == 0:
-                take = envs[:n - len(kept)]
-                lab = venv.labels(take) if labels else {}
-                for j, i in enumerate(take):
-                    row = {k: v[j] for k, v in lab.items()}
-                    if labels:
-                        state = venv.get_state(int(i))
-                        row.update({k: float(state[k]) for k in keys})
-                    kept.append((obs[i], actions[i], i, count[i], row,
-                                 None if hx is None else hx[i]))
-            venv.act(actions)
-            _, obs, first = venv.observe()
-            runner.reset(first)
-            step = np.where(first, 0, step + 1)
-            count += first
-            t += 1
+    t = 0
+
+    def keep(step: Step) -> bool:
+        nonlocal t
+        if t % every == 0:
+            take = np.arange(min(len(step.rows), n - len(kept)))  # every row is active
+            lab = step.labels_of(step.rows[take]) if labels else {}
+            for j in take:
+                row = {k: v[j] for k, v in lab.items()}
+                if labels:
+                    state = step.state_of(int(step.rows[j]))
+                    row.update({k: float(state[k]) for k in keys})
+                kept.append((step.obs[j], step.actions[j], step.env[j], step.episode[j], row,
+                             None if step.hx is None else step.hx[j]))
+        t += 1
+        return len(kept) >= n
+
+    run_episodes(model, env, episodes=None, num_envs=num_envs, seed=seed, on_step=keep,
+                 label_metrics=False, device=device, progress=None)
     o, a, e, k, rows, h = zip(*kept)
     lab = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
     return Frames(np.asarray(o, np.uint8), np.asarray(a, int), np.asarray(e, int),
