@@ -87,6 +87,10 @@ def _labels(n=3, **extra):
     ("coinrun", {"end_wall_x": np.array([9, 30, 8])}, ["goal", "agent", "end_wall", "other"]),
     ("maze", {"corner_x": np.array([9, 9, 9]), "corner_y": np.array([9, 9, 9])},
      ["goal", "distractor", "agent", "corner", "other"]),
+    ("keys-chests", {"keys_held": np.array([0, 1, 2])},
+     ["goal", "distractor", "agent", "inventory", "other"]),
+    ("heist", {}, ["goal", "agent", "other"]),
+    ("bigfish", {}, ["goal", "agent", "other"]),  # a game nobody declared: goal and agent
 ])
 def test_masks_partition_and_shares_sum_to_one(game, extra, objects):
     masks = object_masks(_labels(**extra), game)

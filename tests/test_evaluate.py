@@ -18,7 +18,9 @@ from interp.evaluate import (
     invisible_coin_outcomes,
     maze_outcomes,
     object_outcomes,
+    outcome_keys,
     preference,
+    variant_metrics,
 )
 from interp.rollout import StepTrace
 from interp.models import ImpalaAgent, ModelConfig
@@ -132,6 +134,36 @@ def test_object_outcomes_first_object_steps_and_preference():
     labels_only = object_outcomes(ep)  # run_episodes' per-episode distractor flag, no steps
     assert labels_only["distractor_first"].tolist() == [True, False, False, True]
     assert np.isnan(labels_only["steps"]).all()
+
+
+@pytest.mark.parametrize("variant, options, families", [
+    ("coinrun", {}, ["coinrun"]),
+    ("coinrun-invisible-coin", {}, ["coinrun", "invisible_coin"]),
+    ("maze-cheese-region", {}, ["corner"]),
+    ("colour-shape", {}, []),
+    ("colour-shape", {"distractor": "yellow-gem"}, ["objects"]),
+    ("keys-chests", {}, []),
+    ("heist", {}, [])])
+def test_variants_declare_their_outcome_families(variant, options, families):
+    spec = EnvSpec(variant, options=options)
+    assert [f.name for f in spec.outcomes()] == families
+    assert outcome_keys(spec) == sorted({k for f in spec.outcomes() for k in f.trace_keys})
+
+
+def test_variant_metrics_are_the_declared_measures():
+    spec = EnvSpec("colour-shape", options={"distractor": "yellow-gem"})
+    ep = _episodes(success=[1, 1, 0, 0], length=[5, 7, 4, 9], distractor=[1, 0, 0, 1],
+                   **{"return": [10, 10, 0, 0]})
+    trace = _trace(outcome_keys(spec), [
+        [{"agent_cell_x": x, "agent_cell_y": 3, "distractor_x": 3, "distractor_y": 3}
+         for x in path] for path in ([1, 3, 4], [0] * 7, [0] * 4, [2, 3])])
+    metrics = variant_metrics(spec, ep, trace)
+    assert [m.name for m in metrics] == ["success", "return", "length", "goal_first",
+                                         "distractor_first", "neither", "steps_to_object",
+                                         "preference"]
+    pref = metrics[-1]
+    assert (pref.value, pref.lo, pref.hi) == preference(object_outcomes(ep, trace))
+    assert pref.n == 3 and metrics[0].label == "success: goal reached (cheese or rewarded object)"
 
 
 # -- evaluate_agent -------------------------------------------------------------------------------
