@@ -315,7 +315,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
     check_agent_env(model, spec)
     device = torch.device(device or next(model.parameters()).device)
     if episodes is None:  # no quota
-        E, K = num_envs, np.iinfo(np.int64).max
+        E, K = num_envs, math.inf
     else:
         E, K = min(num_envs, episodes), math.ceil(episodes / min(num_envs, episodes))
     N = groups * E
