@@ -1,7 +1,8 @@
 """Procgen environments and the goal-misgeneralization variants of the papers.
 
 Floors, each importing only those below it: ``state`` and ``base`` (the engine's state format;
-errors, constants, the Variant record); ``registry`` and ``spec`` (variants by name, EnvSpec);
+errors, constants, the Variant and Game records and the Outcomes families they are
+scored by); ``registry`` and ``spec`` (variants and games by name, EnvSpec);
 ``geometry`` and ``assets``; the games (``coinrun``, ``maze``, ``colour_shape``,
 ``keys_chests``); ``labels``; the engines (``vecenv``: stock Procgen, ``keys_chests_env``);
 ``variants`` (the built-in ones, registered when this package is imported); ``remote`` (envs in
