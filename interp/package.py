@@ -75,6 +75,8 @@ def package_run(run_dir: str | Path, out: str | Path, *, overwrite: bool = False
         "params": agent.model.num_params(), "source_checkpoint": ckpt.name,
         "run": {k: run.get(k) for k in ("status", "steps", "device", "started", "wall_time")},
         "final_metrics": m["metrics"],
+        **({"init_from": m["extra"]["init_from"]}
+           if (m["extra"] or {}).get("init_from") else {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

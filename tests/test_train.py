@@ -309,6 +309,7 @@ def test_init_from_starts_at_an_agents_weights_and_records_it(tmp_path, capsys):
     init = child.manifest["extra"]["init_from"]
     assert init["steps"] == 256 and init["file"] == str(parent) and len(init["sha256"]) == 64
     assert child.manifest["steps"] == 128
+    assert package_run(tmp_path / "child", tmp_path / "pkg")["init_from"] == init
     # One update away from the parent, far from the child's own seed's initialisation.
     torch.manual_seed(1)
     fresh = ImpalaAgent(ModelConfig.from_dict(cfg.model)).state_dict()
