@@ -86,9 +86,13 @@ def case_record(tmp: Path) -> dict:
     for name, ckpt, env, kw in (("coinrun", COINRUN, "coinrun", {}),
                                 ("maze-recurrent", random_agent(
                                     tmp / "gru.pt", {"variant": "maze", "distribution_mode": "easy"},
-                                    gru_hidden=32), "maze", {"float16": True})):
+                                    gru_hidden=32), "maze", {"float16": True}),
+                                # greedy actions; envs with 2, 2 and 1 episodes
+                                ("coinrun-greedy-uneven", COINRUN, "coinrun",
+                                 {"greedy": True, "episodes": 5, "num_envs": 3})):
         path = tmp / f"{name}.h5"
-        record(ckpt, path, env=env, episodes=4, num_envs=2, seed=1, device="cpu", **kw)
+        record(ckpt, path, env=env, **{"episodes": 4, "num_envs": 2, "seed": 1,
+                                       "device": "cpu", **kw})
         with h5py.File(path) as f:
             data = {}
             f.visititems(lambda n, ds: data.__setitem__(n, fingerprint(ds[...]))
