@@ -38,11 +38,10 @@ from activations.schema import (
     schema_problem,
 )
 from interp.device import resolve_device
-from interp.envs.base import NOOP
 from interp.errors import InterpError
 from interp.outputs import check_output
 from interp.progress import Progress
-from interp.rollout import check_agent_env, sample_actions
+from interp.rollout import Rollout, Step, check_agent_env
 
 DEFAULT_LAYERS = ("embedder.block*.res*.resadd", "embedder.relufc", "fc_policy", "fc_value")
 RECURRENT_LAYERS = ("gru.gru",)  # added to the defaults for a recurrent agent
@@ -250,128 +249,109 @@ def write_resume_point(f: h5py.File, meta: dict, states: list[bytes],
 
 # -- the recording loop ---------------------------------------------------------------------------
 class _Loop:
-    """Per-env counters of a recording; everything needed to continue it exactly."""
+    """A recording on a :class:`~interp.rollout.Rollout`: copies each step's rows into the
+    writer's buffers (while the remote env steps), ends episodes, flushes with resume points.
+    The rollout's counters, ``touched`` and the env states are everything needed to continue
+    it exactly."""
 
     def __init__(self, cfg: RecordConfig, env, layers: list[str], model, device,
                  writer: _Writer):
-        from interp.rollout import PolicyRunner
-
-        self.cfg, self.env, self.layers, self.model, self.device = cfg, env, layers, model, device
-        self.runner = PolicyRunner(model, cfg.num_envs, device)
+        self.cfg, self.env, self.layers, self.model = cfg, env, layers, model
+        self.quota = cfg.quotas()
+        # channels_last: the convolutions' fast layout on CPU
+        self.rollout = Rollout(model, [env], self.quota, seed=cfg.seed, greedy=cfg.greedy,
+                               labels=True, device=device,
+                               memory_format=torch.channels_last if device.type == "cpu"
+                               else torch.contiguous_format)
         self.writer = writer
         # called every step with the episodes it finished (lines in a log even while none ends)
         self.progress: Callable[[int], None] = lambda n: None
         n = cfg.num_envs
-        self.quota = cfg.quotas()
-        self.done = np.zeros(n, np.int64)  # finished episodes per env
-        self.step = np.zeros(n, np.int64)  # steps into the current episode
-        self.ret = np.zeros(n, np.float64)
         self.touched = np.zeros(n, bool)
         self.frozen: list[bytes | None] = [None] * n  # state when the env met its quota
         self.rows = self.episodes = 0
         self.returns: list[float] = []
-        self.memory_format = (torch.channels_last if device.type == "cpu"
-                              else torch.contiguous_format)
 
     # resume state -----------------------------------------------------------------------------
     def restore(self, f: h5py.File) -> None:
-        g = f[STATE_GROUP]
+        g, r = f[STATE_GROUP], self.rollout
         loop = json.loads(g.attrs["loop"])
-        self.done, self.step = np.array(loop["done"]), np.array(loop["step"])
-        self.ret, self.touched = np.array(loop["ret"]), np.array(loop["touched"], bool)
+        r.count[:], r.step[:], r.ret[:] = loop["done"], loop["step"], loop["ret"]
+        self.touched = np.array(loop["touched"], bool)
         self.rows, self.episodes = int(f.attrs["num_rows"]), int(f.attrs["num_episodes"])
         self.returns = list(f[f"{EPISODE_GROUP}/return"][:self.episodes]) if self.episodes else []
         raw = g["env_states"][...]
         states = [bytes(raw[i, :s]) for i, s in enumerate(g.attrs["state_sizes"])]
         self.env.set_all_states(states)
-        self.frozen = [s if d >= q else None for s, d, q in zip(states, self.done, self.quota)]
-        if self.runner.hx is not None:
-            self.runner.hx.copy_(torch.from_numpy(g["hidden_state"][...]))
+        self.frozen = [s if d >= q else None for s, d, q in zip(states, r.count, self.quota)]
+        if r.runner.hx is not None:
+            r.runner.hx.copy_(torch.from_numpy(g["hidden_state"][...]))
 
     def resume_point(self) -> tuple[dict, list[bytes], np.ndarray | None]:
         """(counters, env states, hidden states or None): what ``--resume`` continues from."""
+        r = self.rollout
         states = [s if s is not None else self.env.get_state_bytes(i)
                   for i, s in enumerate(self.frozen)]
-        meta = {"rows": self.rows, "episodes": self.episodes, "done": self.done.tolist(),
-                "step": self.step.tolist(), "ret": self.ret.tolist(),
-                "touched": self.touched.tolist()}
-        hidden = self.runner.state()
+        meta = {"rows": self.rows, "episodes": self.episodes, "done": r.count.tolist(),
+                "step": r.step.tolist(), "ret": r.ret.tolist(), "touched": self.touched.tolist()}
+        hidden = r.runner.state()
         return meta, states, None if hidden is None else hidden.cpu().numpy()
 
     # main loop -----------------------------------------------------------------------------------
     def run(self) -> None:
         from interp.hooks import use_hooks
-        from interp.models import preprocess
 
-        rows, episodes, steps = self.writer.rows(), [], 0
-        cache: dict[str, torch.Tensor] = {}
-        keep = [(name, lambda out, name: cache.__setitem__(name, out)) for name in self.layers]
-        _, obs, _ = self.env.observe()
+        self._buffer, self._episodes, self._steps = self.writer.rows(), [], 0
+        self._cache: dict[str, torch.Tensor] = {}
+        keep = [(name, lambda out, name: self._cache.__setitem__(name, out))
+                for name in self.layers]
         with use_hooks(self.model, keep), torch.inference_mode():
-            while (active := np.flatnonzero(self.done < self.quota)).size:
-                # the env worker computes these labels while the policy runs
-                pending = self.env.request_labels(active)
-                x = preprocess(obs[active], self.device, memory_format=self.memory_format)
-                logits, value = self.runner(x, active)
-                probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-                if self.cfg.greedy:
-                    chosen = probs.argmax(axis=1)
-                else:
-                    chosen = sample_actions(probs, self.cfg.seed, active, self.done[active],
-                                            self.step[active])
-                actions = np.full(self.cfg.num_envs, NOOP, dtype=np.int32)
-                actions[active] = chosen
-                self.env.act(actions)  # returns at once: the envs step while we copy
-                labels = pending.result()  # of the states before this act (queued behind it)
+            self.rollout.run(on_act=self._add_rows, on_observe=self._after_step)
 
-                # goal_touched from the recorder's own flags: exact across resumes (the env's
-                # flag restarts with set_state)
-                self.touched[active] |= labels["agent_on_goal"] > 0
-                labels["goal_touched"] = self.touched[active].astype(labels["agent_on_goal"].dtype)
-                row = {
-                    "obs": obs[active], "action": chosen.astype(np.int32),
-                    "probs": probs, "value": value.float().cpu().numpy(),
-                    "env": active.astype(np.int32),
-                    "episode": (self.done[active] * self.cfg.num_envs + active).astype(np.int64),
-                    "step": self.step[active].astype(np.int32),
-                    "level_seed": np.asarray(labels["level_seed"], dtype=np.int64),
-                }
-                row = {f"steps/{k}": v for k, v in row.items()}
-                row.update({f"labels/{k}": np.asarray(v) for k, v in labels.items()})
-                for name in self.layers:
-                    row[f"activations/{name}"] = cache.pop(name)
-                where = rows.add(row)
-                del row
-                reward, next_obs, first = self.env.observe()
-                self.runner.reset(first)
-                info = self.env.get_info() if first[active].any() else None
-                rows.fill(where, {"steps/reward": reward[active].astype(np.float32),
-                                  "steps/done": first[active]})
+    def _add_rows(self, step: Step) -> None:
+        """Copy the step's rows into the buffer (the env steps meanwhile)."""
+        labels = step.labels
+        # goal_touched from the recorder's own flags: exact across resumes (the env's flag
+        # restarts with set_state)
+        self.touched[step.rows] |= labels["agent_on_goal"] > 0
+        labels["goal_touched"] = self.touched[step.rows].astype(labels["agent_on_goal"].dtype)
+        row = {
+            "obs": step.obs, "action": step.actions.astype(np.int32), "probs": step.probs,
+            "value": step.value, "env": step.rows.astype(np.int32),
+            "episode": (step.episode * self.cfg.num_envs + step.rows).astype(np.int64),
+            "step": step.step.astype(np.int32),
+            "level_seed": np.asarray(labels["level_seed"], dtype=np.int64),
+        }
+        row = {f"steps/{k}": v for k, v in row.items()}
+        row.update({f"labels/{k}": np.asarray(v) for k, v in labels.items()})
+        for name in self.layers:
+            row[f"activations/{name}"] = self._cache.pop(name)
+        self._where = self._buffer.add(row)
 
-                self.ret[active] += reward[active]
-                self.step[active] += 1
-                self.rows += len(active)
-                for i in active[first[active]]:
-                    episodes.append(self._end_episode(i, info[i], labels, active))
-                self.progress(int(first[active].sum()))
-                obs = next_obs
-                steps += 1
-                finished = not (self.done < self.quota).any()
-                if rows.full() or steps % FLUSH_STEPS == 0 or finished:
-                    self._flush(rows, episodes)
-                    rows, episodes = (None if finished else self.writer.rows()), []
+    def _after_step(self, step: Step) -> None:
+        """The step's rewards and ends; episodes ended; a flush when due."""
+        self._buffer.fill(self._where, {"steps/reward": step.reward.astype(np.float32),
+                                        "steps/done": step.done})
+        self.rows += len(step.rows)
+        for j in np.flatnonzero(step.done):
+            self._episodes.append(self._end_episode(step, j))
+        self.progress(int(step.done.sum()))
+        self._steps += 1
+        finished = not (self.rollout.count < self.quota).any()
+        if self._buffer.full() or self._steps % FLUSH_STEPS == 0 or finished:
+            self._flush(self._buffer, self._episodes)
+            self._buffer, self._episodes = (None if finished else self.writer.rows()), []
 
-    def _end_episode(self, i: int, info: dict, labels: dict, active: np.ndarray) -> dict:
-        ep = {"id": int(self.done[i] * self.cfg.num_envs + i), "env": int(i),
-              "index": int(self.done[i]),
-              "level_seed": int(labels["level_seed"][np.searchsorted(active, i)]),
-              "length": int(self.step[i]), "return": float(self.ret[i]),
-              "level_complete": bool(info.get("prev_level_complete", False))}
+    def _end_episode(self, step: Step, j: int) -> dict:
+        i, k = int(step.rows[j]), int(step.episode[j])
+        ep = {"id": k * self.cfg.num_envs + i, "env": i, "index": k,
+              "level_seed": int(step.labels["level_seed"][j]), "length": int(step.step[j]) + 1,
+              "return": float(step.returns[j]),
+              "level_complete": bool(step.infos[i].get("prev_level_complete", False))}
         self.returns.append(ep["return"])
         self.episodes += 1
-        self.done[i] += 1
-        self.step[i], self.ret[i], self.touched[i] = 0, 0.0, False
-        if self.done[i] >= self.quota[i]:
+        self.touched[i] = False
+        if self.rollout.count[i] >= self.quota[i]:
             self.frozen[i] = self.env.get_state_bytes(i)  # the next episode's start
         return ep
 

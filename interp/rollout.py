@@ -146,12 +146,6 @@ def sample_actions(probs: np.ndarray, seed: int, env: np.ndarray, episode: np.nd
     return np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), probs.shape[1] - 1)
 
 
-def _sample(logits: torch.Tensor, seed: int, env: np.ndarray, episode: np.ndarray,
-            step: np.ndarray) -> np.ndarray:
-    probs = torch.softmax(logits.float(), -1).cpu().numpy()
-    return sample_actions(probs, seed, env, episode, step)
-
-
 @dataclass
 class Frames:
     """Observations with the action the agent took there; arrays share the first axis."""
@@ -170,9 +164,10 @@ class Frames:
 
 @dataclass
 class Step:
-    """One vectorized step as ``run_episodes(on_step=...)`` sees it, before acting: the active
-    rows (``group * num_envs + env``), the frames they act on, the critic's value, the sampled
-    actions and (``step_labels=True``) the ground-truth labels of those frames."""
+    """One vectorized step of :class:`Rollout` as its callbacks see it: the active rows
+    (``group * num_envs + env``), the frames they act on, the critic's value, the chosen
+    actions and (when the rollout reads labels) the ground-truth labels of those frames; after
+    the envs stepped, what they gave back."""
 
     rows: np.ndarray  # int (n,)
     group: np.ndarray  # int (n,)
@@ -191,6 +186,14 @@ class Step:
     # a recurrent agent's hidden state entering this step (n, gru_hidden), to rerun a frame
     # with the agent's memory; None: feed-forward
     hx: torch.Tensor | None = None
+    probs: np.ndarray | None = None  # float32 (n, actions): the policy's action probabilities
+    # filled once the envs have stepped (``on_observe``): the reward, whether the episode ended
+    # (the env reset), the episode's return so far (this step's reward included, before the
+    # reset) and, when some episode ended, ``get_info()`` of every row (level_complete ...)
+    reward: np.ndarray | None = None  # float (n,)
+    done: np.ndarray | None = None  # bool (n,)
+    returns: np.ndarray | None = None  # float (n,)
+    infos: list[dict] | None = None
 
 
 @dataclass
@@ -282,6 +285,132 @@ class _Bookkeeping:
                         frames)
 
 
+class Rollout:
+    """The episode loop every rollout drives: ``envs`` (VecEnvs of ``num_envs`` each, the
+    groups; one forward pass for all) played by an agent until every row has played its
+    ``quota`` of episodes (per row; ``math.inf``: no quota).
+
+    The counters are public and are the whole loop state besides the envs and
+    ``runner`` (a recurrent agent's memory): ``count`` (episodes finished per row), ``step``
+    (steps into the current episode), ``ret`` (its return so far); a caller may set them
+    before :meth:`run` to continue a rollout (``interp record --resume``). A row that met its
+    quota stands still in them (its env plays NOOPs).
+
+    Actions: ``greedy`` takes the most probable, otherwise inverse-CDF draws keyed by
+    ``(action seed of the row's group, env, episode, step)`` (:func:`sample_actions`).
+    ``labels``: read the labels of every active row each step (``Step.labels``), requested
+    before the forward pass, so a remote env computes them beside it.
+    """
+
+    def __init__(self, model: nn.Module, envs: Sequence, quota, *, seed: int = 0,
+                 action_seeds: Sequence[int] | None = None, policy: Policy | None = None,
+                 greedy: bool = False, labels: bool = False,
+                 device: torch.device | str | None = None,
+                 memory_format: torch.memory_format = torch.contiguous_format):
+        self.envs, self.E = list(envs), envs[0].num
+        N = len(self.envs) * self.E
+        self.device = torch.device(device or next(model.parameters()).device)
+        self.runner = PolicyRunner(model, N, self.device, policy)
+        self.quota = np.broadcast_to(quota, (N,))
+        self.seeds_of = np.full(len(self.envs), seed) if action_seeds is None \
+            else np.asarray(action_seeds)
+        if self.seeds_of.shape != (len(self.envs),):
+            raise ValueError(f"action_seeds needs one seed per group ({len(self.envs)}), "
+                             f"got {self.seeds_of}")
+        self.greedy, self.labels, self.memory_format = greedy, labels, memory_format
+        self.env_of = np.tile(np.arange(self.E), len(self.envs))
+        self.count, self.step = np.zeros(N, np.int64), np.zeros(N, np.int64)
+        self.ret = np.zeros(N)
+
+    def run(self, *, max_steps: int | None = None,
+            on_step: Callable[[Step], bool | None] | None = None,
+            on_act: Callable[[Step], None] | None = None,
+            on_observe: Callable[[Step], None] | None = None) -> None:
+        """Step until every row met its quota or ``max_steps`` vectorized steps ran.
+
+        ``on_step(step)``: before acting (the envs still in the step's states: ``state_of``,
+        ``labels_of``, ``hx``); returning True stops the run there. ``on_act(step)``: after
+        the actions went out, while a remote env steps (labels read by now). ``on_observe(
+        step)``: after the envs stepped, with ``reward``, ``done``, ``returns`` and ``infos``
+        filled and the counters already advanced (those of ended episodes reset).
+        """
+        E, envs, runner = self.E, self.envs, self.runner
+        obs = self._observe()[1]
+        t = 0
+        while (active := np.flatnonzero(self.count < self.quota)).size and (
+                max_steps is None or t < max_steps):
+            pending = self._request_labels(active) if self.labels else None
+            hx = runner.state(active) if on_step is not None else None
+            logits, value = runner(preprocess(obs[active], self.device,
+                                              memory_format=self.memory_format), active)
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            chosen = probs.argmax(axis=1) if self.greedy else self._sample(probs, active)
+            s = Step(active, active // E, self.env_of[active], self.count[active].copy(),
+                     self.step[active].copy(), obs[active], value.float().cpu().numpy(),
+                     chosen, state_of=lambda r: envs[r // E].get_state(r % E),
+                     labels_of=self.labels_of, hx=hx, probs=probs)
+            if on_step is not None:
+                if pending is not None:
+                    s.labels, pending = self._collect(pending), None
+                if on_step(s):
+                    break  # unfinished episodes stay unfinished in the counters
+            actions = np.full(len(self.env_of), NOOP)
+            actions[active] = chosen
+            for g, e in enumerate(envs):
+                e.act(actions[g * E:(g + 1) * E])  # returns at once: remote envs step meanwhile
+            if pending is not None:
+                s.labels = self._collect(pending)  # of the states before this act
+            if on_act is not None:
+                on_act(s)
+            rew, obs, first = self._observe()
+            runner.reset(first)
+            s.reward, s.done = rew[active], first[active]
+            self.ret[active] += s.reward
+            self.step[active] += 1
+            s.returns = self.ret[active]
+            ended = active[s.done]
+            if ended.size:
+                s.infos = [i for e in envs for i in e.get_info()]
+                self.count[ended] += 1
+                self.ret[ended], self.step[ended] = 0, 0
+            if on_observe is not None:
+                on_observe(s)
+            t += 1
+
+    def labels_of(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Labels of some flat rows now, in row order."""
+        return self._collect(self._request_labels(np.asarray(rows)))
+
+    def _request_labels(self, rows: np.ndarray) -> list:
+        E = self.E
+        return [e.request_labels(sel % E) for g, e in enumerate(self.envs)
+                if (sel := rows[rows // E == g]).size]
+
+    @staticmethod
+    def _collect(pending: list) -> dict[str, np.ndarray]:
+        labs = [p.result() for p in pending]
+        if len(labs) == 1:
+            return labs[0]
+        return {k: np.concatenate([la[k] for la in labs]) for k in labs[0]}
+
+    def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(self.envs) == 1:
+            return self.envs[0].observe()
+        return tuple(np.concatenate(p) for p in zip(*[e.observe() for e in self.envs]))
+
+    def _sample(self, probs: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Actions of the active rows, each group with its own action seed."""
+        seeds = self.seeds_of[active // self.E]
+        env, episode, step = self.env_of[active], self.count[active], self.step[active]
+        if (seeds == seeds[0]).all():
+            return sample_actions(probs, int(seeds[0]), env, episode, step)
+        out = np.empty(len(active), np.int64)
+        for sd in np.unique(seeds):
+            sel = seeds == sd
+            out[sel] = sample_actions(probs[sel], int(sd), env[sel], episode[sel], step[sel])
+        return out
+
+
 @torch.no_grad()
 def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
                  episodes: int | None = 16,
@@ -293,7 +422,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
                  action_seeds: Sequence[int] | None = None) -> Episodes:
     """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group
     (``episodes=None``: no quota, every env plays on until ``on_step`` or ``max_steps`` stops
-    the run).
+    the run), on a :class:`Rollout` of ``groups`` copies of the env.
 
     ``policy(x, rows, hx) -> (logits, value, new hx)`` defaults to ``model.step(x, hx)`` (see
     :class:`PolicyRunner`; ``hx`` is None for a feed-forward agent). ``max_steps`` caps the
@@ -313,7 +442,6 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
     """
     spec = as_spec(env)
     check_agent_env(model, spec)
-    device = torch.device(device or next(model.parameters()).device)
     if episodes is None:  # no quota
         E, K = num_envs, math.inf
     else:
@@ -321,92 +449,63 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
     N = groups * E
     check_env_count(N, f"{groups} group(s) of {E} envs; lower --num-envs"
                     + (" or --batch" if groups > 1 else ""))
-    runner = PolicyRunner(model, N, device, policy)
-    seeds_of = np.full(groups, seed) if action_seeds is None else np.asarray(action_seeds)
-    if seeds_of.shape != (groups,):
-        raise ValueError(f"action_seeds needs one seed per group ({groups}), got {seeds_of}")
     flag_fns = _flags(spec, label_metrics)
-    need_labels = bool(flag_fns) or (on_step is not None and step_labels)
     book = _Bookkeeping(episode_metrics(spec, label_metrics), N, K)
-    count, step, env_of = np.zeros(N, int), np.zeros(N, int), np.tile(np.arange(E), groups)
-    ret, success = np.zeros(N), np.zeros(N, bool)
+    success = np.zeros(N, bool)
     flags = {name: np.zeros(N, bool) for name, _ in flag_fns}
     reservoir, seen, rng = [], 0, np.random.default_rng(seed)
 
-    def record(rows: np.ndarray, cut: bool) -> None:
-        for r in rows:
-            values = {"return": ret[r], "success": success[r], "length": step[r],
-                      "steps_to_goal": step[r] if success[r] else np.nan,
+    def record(rows: np.ndarray, episode, length, ret, cut: bool) -> None:
+        for r, k, n, v in zip(rows, episode, length, ret):
+            values = {"return": v, "success": success[r], "length": n,
+                      "steps_to_goal": n if success[r] else np.nan,
                       **{name: f[r] for name, f in flags.items()}}
-            book.add(r, count[r], values, seeds[r], cut)
-            count[r] += 1
+            book.add(r, k, values, seeds[r], cut)
         bar.update(len(rows))
 
-    def active_labels(active: np.ndarray) -> dict[str, np.ndarray]:
-        """Labels of the active rows, in row order (groups without active rows are skipped)."""
-        labs = [e.labels(rows % E) for g, e in enumerate(envs)
-                if (rows := active[active // E == g]).size]
-        return {k: np.concatenate([la[k] for la in labs]) for k in labs[0]}
+    def before_act(step: Step) -> bool | None:
+        nonlocal seen
+        for name, flag in flag_fns:
+            flags[name][step.rows] |= flag(step.labels)
+        for i in np.flatnonzero(step.rows < E) if keep_frames else ():  # reservoir: group 0
+            seen += 1
+            item = (step.obs[i], step.actions[i], step.rows[i], step.episode[i],
+                    None if step.hx is None else step.hx[i])
+            if len(reservoir) < keep_frames:
+                reservoir.append(item)
+            elif (j := rng.integers(seen)) < keep_frames:
+                reservoir[j] = item
+        if on_step is not None:
+            if not step_labels:
+                step.labels = {}
+            return on_step(step)
 
-    def sample(logits: torch.Tensor, active: np.ndarray) -> np.ndarray:
-        """Actions of the active rows, each group with its own action seed."""
-        group = active // E
-        if (seeds_of == seeds_of[0]).all():
-            return _sample(logits, int(seeds_of[0]), env_of[active], count[active],
-                           step[active])
-        out = np.empty(len(active), int)
-        for s in np.unique(seeds_of[group]):
-            sel = seeds_of[group] == s
-            out[sel] = _sample(logits[torch.as_tensor(sel, device=logits.device)], int(s),
-                               env_of[active][sel], count[active][sel], step[active][sel])
-        return out
+    def after_step(step: Step) -> None:
+        nonlocal seeds
+        success[step.rows] |= step.reward >= GOAL_REWARD
+        if step.infos is not None:  # a completed level (keys-chests) succeeds too
+            success[step.rows] |= step.done & np.array(
+                [bool(step.infos[r].get("prev_level_complete")) for r in step.rows])
+        d = step.done
+        record(step.rows[d], step.episode[d], step.step[d] + 1, step.returns[d], cut=False)
+        if step.infos is not None:
+            seeds = np.array([i["level_seed"] for i in step.infos])
+        success[step.rows[d]] = False
+        for f in flags.values():
+            f[step.rows[d]] = False
 
     envs = [make_env(spec, num=E, seed=seed) for _ in range(groups)]
     bar = Progress(N * K, progress or "", enabled=progress is not None and episodes is not None)
     try:
         seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
-        obs = np.concatenate([e.observe()[1] for e in envs])
-        t = 0
-        while (count < K).any() and (max_steps is None or t < max_steps):
-            active = np.flatnonzero(count < K)
-            lab = active_labels(active) if need_labels else {}
-            for name, flag in flag_fns:
-                flags[name][active] |= flag(lab)
-            hx = runner.state(active) if on_step is not None or keep_frames else None
-            logits, value = runner(preprocess(obs[active], device), active)
-            actions = np.full(N, NOOP)
-            actions[active] = sample(logits, active)
-            if on_step is not None and on_step(Step(
-                    active, active // E, env_of[active], count[active].copy(),
-                    step[active].copy(), obs[active], value.float().cpu().numpy(),
-                    actions[active], lab if step_labels else {},
-                    lambda r: envs[r // E].get_state(r % E), active_labels, hx)):
-                break  # on_step asked to stop: unfinished episodes count as truncated
-            for i in np.flatnonzero(active < E) if keep_frames else ():  # reservoir: group 0
-                r = active[i]
-                seen += 1
-                item = (obs[r], actions[r], r, count[r], None if hx is None else hx[i])
-                if len(reservoir) < keep_frames:
-                    reservoir.append(item)
-                elif (j := rng.integers(seen)) < keep_frames:
-                    reservoir[j] = item
-            for g, e in enumerate(envs):
-                e.act(actions[g * E:(g + 1) * E])
-            rew, obs, first = (np.concatenate(p) for p in zip(*[e.observe() for e in envs]))
-            runner.reset(first)
-            ret += rew
-            step += 1
-            success |= rew >= GOAL_REWARD
-            if first.any():
-                infos = [i for e in envs for i in e.get_info()]
-                success |= first & np.array([bool(i.get("prev_level_complete")) for i in infos])
-            record(active[first[active]], cut=False)
-            if first.any():
-                seeds = np.array([i["level_seed"] for i in infos])
-            for a in (ret, step, success, *flags.values()):
-                a[first] = 0
-            t += 1
-        record(np.flatnonzero(count < K), cut=True)
+        loop = Rollout(model, envs, K, seed=seed, action_seeds=action_seeds, policy=policy,
+                       labels=bool(flag_fns) or (on_step is not None and step_labels),
+                       device=device)
+        hooked = bool(flag_fns or keep_frames) or on_step is not None
+        loop.run(max_steps=max_steps, on_step=before_act if hooked else None,
+                 on_observe=after_step)
+        cut = np.flatnonzero(loop.count < K)
+        record(cut, loop.count[cut], loop.step[cut], loop.ret[cut], cut=True)
     finally:
         bar.close()
         for e in envs:

@@ -16,10 +16,11 @@ import torch
 import activations
 from interp.checkpoint import save_agent
 from interp.envs import EnvConfigError, make_env
+from interp.envs.base import NOOP
 from interp.hooks import UnknownLayerError, run_with_cache
 from interp.models import ImpalaAgent, ModelConfig, preprocess
 from interp.outputs import OutputError
-from interp.record import NOOP, RecordError, record
+from interp.record import RecordError, record
 from interp.rollout import IncompatibleAgentError
 
 EPISODES, ENVS = 6, 3
