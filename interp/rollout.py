@@ -7,6 +7,11 @@ rows (``group * num_envs + env``) ``x`` holds, so each group can run a different
 Every loop runs the agent through a :class:`PolicyRunner`, which carries a recurrent agent's
 hidden state per env and zeroes it where an episode starts.
 
+Every episode loop (evaluation, ``interp record``, the experiments, ablations, steering, the
+scripted agents of ``interp goals``) is a :class:`Rollout`, the one engine: per-row quotas,
+keyed actions, counters a caller can save and restore, callbacks before acting, after acting
+and after the envs stepped.
+
 Protocol as ``interp record`` / ``evaluate_policy``: every env contributes its first ``k``
 episodes (never "the first N to end", which over-samples short episodes), and actions are
 inverse-CDF draws keyed by ``(seed, env, episode, step)`` (:func:`sample_actions`):
@@ -299,18 +304,25 @@ class Rollout:
     Actions: ``greedy`` takes the most probable, otherwise inverse-CDF draws keyed by
     ``(action seed of the row's group, env, episode, step)`` (:func:`sample_actions`).
     ``labels``: read the labels of every active row each step (``Step.labels``), requested
-    before the forward pass, so a remote env computes them beside it.
+    before the forward pass, so a remote env computes them beside it. ``choose(step) ->
+    actions`` picks the actions instead (labels read by then); with ``model=None`` it is the
+    whole agent (a scripted one: no forward pass, values 0, no ``probs``).
     """
 
-    def __init__(self, model: nn.Module, envs: Sequence, quota, *, seed: int = 0,
+    def __init__(self, model: nn.Module | None, envs: Sequence, quota, *, seed: int = 0,
                  action_seeds: Sequence[int] | None = None, policy: Policy | None = None,
                  greedy: bool = False, labels: bool = False,
+                 choose: Callable[[Step], np.ndarray] | None = None,
                  device: torch.device | str | None = None,
                  memory_format: torch.memory_format = torch.contiguous_format):
+        if model is None and choose is None:
+            raise ValueError("a rollout without a model needs choose(step) -> actions")
         self.envs, self.E = list(envs), envs[0].num
         N = len(self.envs) * self.E
-        self.device = torch.device(device or next(model.parameters()).device)
-        self.runner = PolicyRunner(model, N, self.device, policy)
+        self.device = torch.device(device or (
+            "cpu" if model is None else next(model.parameters()).device))
+        self.runner = None if model is None else PolicyRunner(model, N, self.device, policy)
+        self.choose = choose
         self.quota = np.broadcast_to(quota, (N,))
         self.seeds_of = np.full(len(self.envs), seed) if action_seeds is None \
             else np.asarray(action_seeds)
@@ -340,22 +352,29 @@ class Rollout:
         while (active := np.flatnonzero(self.count < self.quota)).size and (
                 max_steps is None or t < max_steps):
             pending = self._request_labels(active) if self.labels else None
-            hx = runner.state(active) if on_step is not None else None
-            logits, value = runner(preprocess(obs[active], self.device,
-                                              memory_format=self.memory_format), active)
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            chosen = probs.argmax(axis=1) if self.greedy else self._sample(probs, active)
             s = Step(active, active // E, self.env_of[active], self.count[active].copy(),
-                     self.step[active].copy(), obs[active], value.float().cpu().numpy(),
-                     chosen, state_of=lambda r: envs[r // E].get_state(r % E),
-                     labels_of=self.labels_of, hx=hx, probs=probs)
+                     self.step[active].copy(), obs[active], np.zeros(len(active)), None,
+                     state_of=lambda r: envs[r // E].get_state(r % E),
+                     labels_of=self.labels_of)
+            if runner is not None:
+                s.hx = runner.state(active) if on_step is not None else None
+                logits, value = runner(preprocess(s.obs, self.device,
+                                                  memory_format=self.memory_format), active)
+                s.probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                s.value = value.float().cpu().numpy()
+            if pending is not None and (on_step is not None or self.choose is not None):
+                s.labels, pending = self._collect(pending), None
+            if self.choose is not None:
+                s.actions = np.asarray(self.choose(s))
+            elif self.greedy:
+                s.actions = s.probs.argmax(axis=1)
+            else:
+                s.actions = self._sample(s.probs, active)
             if on_step is not None:
-                if pending is not None:
-                    s.labels, pending = self._collect(pending), None
                 if on_step(s):
                     break  # unfinished episodes stay unfinished in the counters
             actions = np.full(len(self.env_of), NOOP)
-            actions[active] = chosen
+            actions[active] = s.actions
             for g, e in enumerate(envs):
                 e.act(actions[g * E:(g + 1) * E])  # returns at once: remote envs step meanwhile
             if pending is not None:
@@ -363,7 +382,8 @@ class Rollout:
             if on_act is not None:
                 on_act(s)
             rew, obs, first = self._observe()
-            runner.reset(first)
+            if runner is not None:
+                runner.reset(first)
             s.reward, s.done = rew[active], first[active]
             self.ret[active] += s.reward
             self.step[active] += 1
@@ -412,14 +432,15 @@ class Rollout:
 
 
 @torch.no_grad()
-def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
+def run_episodes(model: nn.Module | None, env: str | EnvSpec, *, groups: int = 1,
                  episodes: int | None = 16,
                  num_envs: int = 16, seed: int = 0, policy: Policy | None = None,
                  max_steps: int | None = None, keep_frames: int = 0,
                  on_step: Callable[[Step], bool | None] | None = None,
                  step_labels: bool = False, label_metrics: bool = True,
                  device: torch.device | str | None = None, progress: str | None = "episodes",
-                 action_seeds: Sequence[int] | None = None) -> Episodes:
+                 action_seeds: Sequence[int] | None = None,
+                 choose: Callable[[Step], np.ndarray] | None = None) -> Episodes:
     """Run the first ``ceil(episodes / num_envs)`` episodes of every env in each group
     (``episodes=None``: no quota, every env plays on until ``on_step`` or ``max_steps`` stops
     the run), on a :class:`Rollout` of ``groups`` copies of the env.
@@ -435,13 +456,15 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
     ``progress`` labels the progress of finished episodes (:class:`~interp.progress.Progress`;
     None: silent). ``action_seeds``: the action-sampling seed of each group (default ``seed``
     for all: common random numbers); another seed replays the same levels with other random
-    numbers.
+    numbers. ``choose(step) -> actions`` picks the actions instead of the agent; with
+    ``model=None`` it is a scripted agent (see :class:`Rollout`).
 
     The episodes axis of the result is as long as the most episodes an env has run (at least
     the number asked for, short of ``max_steps``), so memory follows the work done.
     """
     spec = as_spec(env)
-    check_agent_env(model, spec)
+    if model is not None:
+        check_agent_env(model, spec)
     if episodes is None:  # no quota
         E, K = num_envs, math.inf
     else:
@@ -475,10 +498,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
                 reservoir.append(item)
             elif (j := rng.integers(seen)) < keep_frames:
                 reservoir[j] = item
-        if on_step is not None:
-            if not step_labels:
-                step.labels = {}
-            return on_step(step)
+        return on_step(step) if on_step is not None else None
 
     def after_step(step: Step) -> None:
         nonlocal seeds
@@ -500,7 +520,7 @@ def run_episodes(model: nn.Module, env: str | EnvSpec, *, groups: int = 1,
         seeds = np.concatenate([[i["level_seed"] for i in e.get_info()] for e in envs])
         loop = Rollout(model, envs, K, seed=seed, action_seeds=action_seeds, policy=policy,
                        labels=bool(flag_fns) or (on_step is not None and step_labels),
-                       device=device)
+                       choose=choose, device=device)
         hooked = bool(flag_fns or keep_frames) or on_step is not None
         loop.run(max_steps=max_steps, on_step=before_act if hooked else None,
                  on_observe=after_step)

@@ -27,13 +27,11 @@ import numpy as np
 import torch
 from scipy.special import softmax
 
-from interp.envs import EnvSpec, make_env
-from interp.envs.base import NOOP
+from interp.envs import EnvSpec
 from interp.evaluate import Metric, describe_levels, outcome_keys, variant_metrics
 from interp.outputs import check_output
 from interp.plots import pyplot, save_figure
-from interp.progress import Progress
-from interp.rollout import GOAL_REWARD, Step, StepTrace, run_episodes, split_episodes
+from interp.rollout import Episodes, Step, StepTrace, run_episodes, split_episodes
 from interp.stats import bootstrap_mean, wilson
 from interp.tables import fmt, md_table, write_csv
 
@@ -103,14 +101,16 @@ def weigh_episode(game: GoalGame, goals: tuple[Goal, ...], layout, cols: dict,
     return ev, first
 
 
-def _episodes(source: str, game: GoalGame, goals, rec: _Recorder, success: dict,
-              truncated: dict) -> list[EpisodeGoals]:
+def _episodes(source: str, game: GoalGame, goals, rec: _Recorder,
+              ep: Episodes) -> list[EpisodeGoals]:
+    """The episodes ``rec`` traced, weighed; success and truncation from ``ep``."""
     out = []
     for key, cols in split_episodes(rec.trace.arrays()):
-        ev, first = weigh_episode(game, goals, rec.layouts[key], cols, success[key])
+        success = bool(ep.metrics["success"][key] > 0)
+        ev, first = weigh_episode(game, goals, rec.layouts[key], cols, success)
         out.append(EpisodeGoals(source, key[1], key[2], int(cols["level_seed"][0]),
-                                len(cols["action"]), first, bool(success[key]),
-                                bool(truncated[key]), ev, cols, rec.layouts[key]))
+                                len(cols["action"]), first, success, bool(ep.truncated[key]),
+                                ev, cols, rec.layouts[key]))
     return out
 
 
@@ -121,49 +121,27 @@ def scripted_episodes(spec: EnvSpec, goal: Goal | None, goals: tuple[Goal, ...],
     towards ``goal`` (uniformly among the actions that make progress; a random action with
     probability ``noise``), or uniformly random for ``goal=None``."""
     game = goal_game(spec)
-    E = min(num_envs, episodes)
-    K = math.ceil(episodes / E)
     rec = _Recorder(game, (*game.keys, "level_seed"))
     name = RANDOM if goal is None else f"scripted: {goal.name}"
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    success, truncated = {}, {}
-    with make_env(spec, num=E, seed=seed) as env, Progress(E * K, f"goals: {name}") as bar:
-        _, obs, _ = env.observe()
-        count, step, got = np.zeros(E, int), np.zeros(E, int), np.zeros(E, bool)
-        t = 0
-        while (count < K).any() and (max_steps is None or t < max_steps):
-            active = np.flatnonzero(count < K)
-            lab = env.labels(active)
-            st = Step(active, np.zeros_like(active), active, count[active].copy(),
-                      step[active].copy(), obs[active], np.zeros(len(active)),
-                      np.full(len(active), NOOP), lab, env.get_state)
-            rec.new_episodes(st)
-            for j, r in enumerate(active):
-                if goal is None or rng.random() < noise:
-                    st.actions[j] = rng.integers(N_ACTIONS)
-                else:
-                    opt, _ = game.predict(rec.layouts[0, r, count[r]],
-                                          {k: lab[k][j:j + 1] for k in game.keys}, goal.target)
-                    st.actions[j] = rng.choice(np.flatnonzero(opt[0]))
-            rec.trace(st)
-            actions = np.full(E, NOOP)
-            actions[active] = st.actions
-            env.act(actions)
-            rew, obs, first = env.observe()
-            got |= rew >= GOAL_REWARD
-            if first.any():  # a completed level (keys-chests) succeeds too, as in run_episodes
-                got |= first & np.array([bool(i.get("prev_level_complete"))
-                                         for i in env.get_info()])
-            for r in active[first[active]]:
-                success[0, r, count[r]], truncated[0, r, count[r]] = got[r], False
-                count[r] += 1
-                bar.update()
-            got[first] = False
-            step = np.where(first, 0, step + 1)
-            t += 1
-        for r in np.flatnonzero((count < K) & (step > 0)):  # cut by max_steps
-            success[0, r, count[r]], truncated[0, r, count[r]] = got[r], True
-    return _episodes(name, game, goals, rec, success, truncated)
+
+    def choose(step: Step) -> np.ndarray:
+        rec.new_episodes(step)
+        actions = np.empty(len(step.rows), int)
+        for j, r in enumerate(step.rows):
+            if goal is None or rng.random() < noise:
+                actions[j] = rng.integers(N_ACTIONS)
+            else:
+                opt, _ = game.predict(rec.layouts[0, r, step.episode[j]],
+                                      {k: step.labels[k][j:j + 1] for k in game.keys},
+                                      goal.target)
+                actions[j] = rng.choice(np.flatnonzero(opt[0]))
+        return actions
+
+    ep = run_episodes(None, spec, episodes=episodes, num_envs=num_envs, seed=seed,
+                      max_steps=max_steps, on_step=rec.trace, step_labels=True,
+                      label_metrics=False, progress=f"goals: {name}", choose=choose)
+    return _episodes(name, game, goals, rec, ep)
 
 
 # -- summaries ----------------------------------------------------------------------------------
@@ -368,9 +346,7 @@ def infer_goals(checkpoint: str | Path, env: str, out: str | Path, *, episodes: 
     ep = run_episodes(agent.model, spec, episodes=episodes, num_envs=num_envs, seed=seed,
                       max_steps=max_steps, on_step=rec, step_labels=True, device=dev,
                       progress=f"goals: agent on {spec.variant}")
-    flags = {k: {(0, e, i): bool(v) for (e, i), v in np.ndenumerate(arr[0])}
-             for k, arr in (("success", ep.metrics["success"] > 0), ("cut", ep.truncated))}
-    results = _episodes(AGENT, game, candidates, rec, flags["success"], flags["cut"])
+    results = _episodes(AGENT, game, candidates, rec, ep)
     metrics = variant_metrics(spec, ep, rec.trace, seed)
     for goal in (*candidates, None) if controls else ():
         results += scripted_episodes(spec, goal, candidates, noise=control_noise,
