@@ -71,6 +71,10 @@ TRAINING_LEVELS = typer.Option(False, "--training-levels",
                                     "num_levels and start_level).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing results at the output "
                                                      "path.")
+MODE_OPTION = typer.Option(None, help="easy, hard, ... (default: the agent's training mode).")
+DEVICE_OPTION = typer.Option("auto", help="auto (GPU if available), cpu or cuda.")
+SEED_OPTION = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed.")
+NUM_ENVS_OPTION = typer.Option(64, min=1, help="Parallel envs.")
 
 
 def _outputs(overwrite: bool, **paths: tuple[Optional[Path], str]) -> dict[str, Optional[Path]]:
@@ -217,11 +221,10 @@ def eval_cmd(
     checkpoint: Path = typer.Argument(..., help="Agent checkpoint (.pt)."),
     env: str = typer.Option(..., "--env", help="Env variant (see `interp envs list`)."),
     episodes: int = typer.Option(256, min=1, help="Episodes, split evenly over the envs."),
-    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
-    num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
-    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
-    distribution_mode: Optional[str] = typer.Option(
-        None, help="easy, hard, ... (default: the agent's training mode)."),
+    seed: int = SEED_OPTION,
+    num_envs: int = NUM_ENVS_OPTION,
+    device: str = DEVICE_OPTION,
+    distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     num_levels: Optional[int] = NUM_LEVELS,
     start_level: Optional[int] = START_LEVEL,
@@ -266,11 +269,10 @@ def record_cmd(
     num_envs: Optional[int] = typer.Option(None, min=1, help="Parallel envs (default 64)."),
     seed: Optional[int] = typer.Option(
         None, min=0, help="Env and action-sampling seed (default 0)."),
-    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    device: str = DEVICE_OPTION,
     float16: Optional[bool] = typer.Option(None, "--float16", help="Store activations as float16."),
     greedy: Optional[bool] = typer.Option(None, "--greedy", help="Take argmax actions."),
-    distribution_mode: Optional[str] = typer.Option(
-        None, help="easy, hard, ... (default: the agent's training mode)."),
+    distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     num_levels: Optional[int] = NUM_LEVELS,
     start_level: Optional[int] = START_LEVEL,
@@ -346,7 +348,7 @@ def ablate_cmd(
     mode: str = typer.Option("zero", help="zero, mean or resample."),
     episodes: int = typer.Option(32, min=1, help="Episodes per condition (same levels for all)."),
     num_envs: int = typer.Option(16, min=1, help="Envs per condition."),
-    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = SEED_OPTION,
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on steps (cut episodes are "
                                                               "marked truncated)."),
     frames: int = typer.Option(256, min=1, help="Baseline frames for KL and |Δvalue|."),
@@ -359,7 +361,7 @@ def ablate_cmd(
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy or hard (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
-    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    device: str = DEVICE_OPTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Ablate channels (or input colours) and rank what changes against the unablated agent."""
@@ -406,13 +408,13 @@ def attribute_cmd(
     frames: int = typer.Option(32, min=1, help="Frames to attribute."),
     every: int = typer.Option(5, min=1, help="Take every n-th step of the agent's play."),
     num_envs: int = typer.Option(8, min=1),
-    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = SEED_OPTION,
     n_steps: int = typer.Option(32, min=2, help="Integration steps (IG methods)."),
     grid: int = typer.Option(6, min=1, help="Frames in the overlay grid."),
     distribution_mode: Optional[str] = typer.Option(
         None, help="easy or hard (default: the agent's training mode)."),
     option: Optional[List[str]] = VARIANT_OPTIONS,
-    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    device: str = DEVICE_OPTION,
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Attribute the critic and the actor to pixels or a layer; Fig. 9 maps and object shares."""
@@ -432,8 +434,6 @@ def attribute_cmd(
 
 # ---- causal tests --------------------------------------------------------------------------
 ENV_OPTION = typer.Option(None, "--env", help="Env variant (default: the agent's training env).")
-MODE_OPTION = typer.Option(None, help="easy or hard (default: the agent's training mode).")
-DEVICE_OPTION = typer.Option("auto", help="auto (GPU if available), cpu or cuda.")
 CHANNELS_OPTION = typer.Option(None, help="Channels of --layer, e.g. 7,55.")
 FROM_PROBE_CHANNELS = typer.Option(None, "--from-probe", help="Take the channels from a probe's "
                                    "ranking (`interp probe --out` folder).")
@@ -515,7 +515,7 @@ def retarget_cmd(
     value_scale: float = typer.Option(2.0, help="See --value."),
     episodes: int = typer.Option(32, min=1, help="Episodes per condition (same levels for all)."),
     num_envs: int = typer.Option(16, min=1, help="Envs per condition."),
-    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
+    seed: int = SEED_OPTION,
     random_seed: int = typer.Option(0, min=0, help="Seed of the random channel set."),
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on steps per rollout."),
     batch: int = typer.Option(16, min=1, help="Conditions per batched rollout."),
@@ -702,12 +702,11 @@ def goals_cmd(
                                                                 "scripted agents."),
     maps: int = typer.Option(4, min=0, help="Example episodes with a posterior map over cells "
                                             "(mazes)."),
-    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
-    num_envs: int = typer.Option(64, min=1, help="Parallel envs."),
+    seed: int = SEED_OPTION,
+    num_envs: int = NUM_ENVS_OPTION,
     max_steps: Optional[int] = typer.Option(None, min=1, help="Cap on vectorized steps."),
-    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
-    distribution_mode: Optional[str] = typer.Option(
-        None, help="easy, hard, ... (default: the agent's training mode)."),
+    device: str = DEVICE_OPTION,
+    distribution_mode: Optional[str] = MODE_OPTION,
     option: Optional[List[str]] = VARIANT_OPTIONS,
     num_levels: Optional[int] = NUM_LEVELS,
     start_level: Optional[int] = START_LEVEL,
@@ -743,8 +742,8 @@ def experiment_cmd(
     episodes: Optional[int] = typer.Option(
         None, min=1, help="Episodes per condition, the first ones of every env (agency: "
                           "trajectories per type); default: the experiment's own."),
-    seed: int = typer.Option(0, min=0, help="Env seed (levels) and action-sampling seed."),
-    device: str = typer.Option("auto", help="auto (GPU if available), cpu or cuda."),
+    seed: int = SEED_OPTION,
+    device: str = DEVICE_OPTION,
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
     overwrite: bool = OVERWRITE,
 ) -> None:
